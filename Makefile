@@ -1,0 +1,72 @@
+# exitless: build, run and test. Every target installs what it needs (scripts/setup.sh), so a
+# fresh Debian machine only needs `make run` or `make test`.
+#
+#   make              build out/exitless.elf (for gdb) and out/exitless.bin (arm64 Image)
+#   make run          boot it on QEMU virt     GIC=2|3|4 (3)  CPU=cortex-a72|max  SMP=n (4)
+#   make run-rpi4     boot it on QEMU raspi4b (QEMU 10, fetched into the cache)
+#   make debug        like run, QEMU waits for gdb and prints the command that attaches
+#   make test         host unit tests, then the QEMU boot tests
+#   make test-host    host unit tests only (cargo test on the pure core)
+#   make test-qemu    QEMU boot tests only
+#   make check        rustfmt, clippy -D warnings (host and bare-metal), layering rule
+#   make fixtures     regenerate the DTB fixtures of the host tests (scripts/fixtures)
+#   make clean
+
+TARGET   := aarch64-unknown-none-softfloat
+HOST     := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+OUT      := out
+ELF      := $(OUT)/exitless.elf
+BIN      := $(OUT)/exitless.bin
+CARGO_ELF := target/$(TARGET)/release/exitless
+OBJCOPY  := aarch64-linux-gnu-objcopy
+GIC      ?= 3
+CPU      ?= cortex-a72
+SMP      ?= 4
+QEMU     := python3 scripts/qemu.py
+
+.PHONY: all setup build run run-rpi4 debug test test-host test-qemu check fixtures clean
+.DEFAULT_GOAL := all
+
+all: build
+
+setup:
+	@bash scripts/setup.sh
+
+# Cargo decides whether anything changed; the image is then re-made from the ELF and checked:
+# only R_AARCH64_RELATIVE relocations may remain (entry.S applies nothing else).
+build: setup
+	cargo build --release --target $(TARGET)
+	@mkdir -p $(OUT)
+	@cp $(CARGO_ELF) $(ELF)
+	@$(OBJCOPY) -O binary $(ELF) $(BIN)
+	@bash scripts/check-image.sh $(ELF) $(BIN)
+
+run: build
+	$(QEMU) run --gic $(GIC) --cpu $(CPU) --smp $(SMP)
+
+run-rpi4: build
+	$(QEMU) run --machine raspi4b
+
+debug: build
+	$(QEMU) run --gic $(GIC) --cpu $(CPU) --smp $(SMP) --gdb
+
+test: test-host test-qemu
+
+test-host: setup
+	cargo test --lib --target $(HOST)
+
+test-qemu: build
+	bash scripts/boot-tests.sh
+
+check: setup
+	cargo fmt --check
+	cargo clippy --lib --target $(HOST) -- -D warnings
+	cargo clippy --release --target $(TARGET) -- -D warnings
+	bash scripts/check-layering.sh
+
+fixtures: setup
+	bash scripts/make-fixtures.sh
+
+clean:
+	cargo clean
+	rm -rf $(OUT)

@@ -1,0 +1,49 @@
+//! AArch64 at EL2 (non-VHE): CPU identity, barriers and the small helpers the boot path needs.
+//!
+//! Invariant: TPIDR_EL2 holds the logical number of the running CPU from its first instruction
+//! in `boot/entry.S` on.
+
+pub mod cache;
+pub mod exception;
+pub mod mmu;
+pub mod psci;
+pub mod timer;
+
+use aarch64_cpu::asm;
+use aarch64_cpu::registers::{CurrentEL, MPIDR_EL1, Readable, TPIDR_EL2};
+
+/// The logical number of the running CPU (0 for the boot CPU). Reads as 0 outside EL2, where
+/// exitless only runs long enough to say that it needs EL2.
+#[inline]
+pub fn cpu_index() -> usize {
+    if current_el() == 2 {
+        TPIDR_EL2.get() as usize
+    } else {
+        0
+    }
+}
+
+/// The running CPU's MPIDR_EL1 affinity fields.
+#[inline]
+pub fn mpidr() -> u64 {
+    MPIDR_EL1.get() & crate::platform::MPIDR_AFFINITY_MASK
+}
+
+/// The exception level the CPU runs at.
+#[inline]
+pub fn current_el() -> u8 {
+    CurrentEL.read(CurrentEL::EL) as u8
+}
+
+/// Signals an event to every CPU (wakes `wfe` waiters such as spin-table secondaries).
+#[inline]
+pub fn send_event() {
+    asm::sev();
+}
+
+/// Stops this CPU for good: interrupts stay masked, it waits for events forever.
+pub fn halt() -> ! {
+    loop {
+        asm::wfe();
+    }
+}

@@ -1,0 +1,144 @@
+//! The hypervisor's console: the UART that `/chosen/stdout-path` names, behind one lock, and
+//! the `log` logger that writes every message to it with a time/CPU/level prefix.
+//!
+//! Invariant: exitless runs with interrupts masked at EL2, so a plain spin lock is enough; the
+//! panic path takes the lock with a bounded wait and writes anyway if it is stuck, so a CPU that
+//! died holding the lock cannot silence the panic message.
+
+use core::fmt::{self, Write};
+
+use log::{LevelFilter, Log, Metadata, Record};
+use spin::Mutex;
+
+use super::bcm2835_aux::MiniUart;
+use super::pl011::Pl011;
+use crate::arch;
+use crate::platform::{UartInfo, UartKind};
+use crate::util::logfmt::Prefix;
+
+/// The console UART.
+pub enum Uart {
+    /// A PL011.
+    Pl011(Pl011),
+    /// The BCM2835 mini UART.
+    MiniUart(MiniUart),
+}
+
+impl Uart {
+    fn put(&self, byte: u8) {
+        match self {
+            Uart::Pl011(u) => u.put(byte),
+            Uart::MiniUart(u) => u.put(byte),
+        }
+    }
+
+    /// A received byte, if one is waiting.
+    pub fn get(&self) -> Option<u8> {
+        match self {
+            Uart::Pl011(u) => u.get(),
+            Uart::MiniUart(u) => u.get(),
+        }
+    }
+}
+
+struct Console {
+    uart: Option<Uart>,
+}
+
+impl Write for Console {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if let Some(uart) = &self.uart {
+            for b in s.bytes() {
+                if b == b'\n' {
+                    uart.put(b'\r');
+                }
+                uart.put(b);
+            }
+        }
+        Ok(())
+    }
+}
+
+static CONSOLE: Mutex<Console> = Mutex::new(Console { uart: None });
+
+/// Starts using the UART `info` as the console.
+///
+/// # Safety
+///
+/// `info` must describe a real UART of its kind, mapped as device memory for the rest of the
+/// run (or the MMU off), that nothing else drives.
+pub unsafe fn init(info: &UartInfo) {
+    let uart = match info.kind {
+        // SAFETY: forwarded from the caller.
+        UartKind::Pl011 => Uart::Pl011(unsafe { Pl011::new(info.base as usize) }),
+        // SAFETY: forwarded from the caller.
+        UartKind::Bcm2835Aux => Uart::MiniUart(unsafe { MiniUart::new(info.base as usize) }),
+    };
+    CONSOLE.lock().uart = Some(uart);
+}
+
+/// Writes formatted text to the console (no prefix).
+pub fn print(args: fmt::Arguments<'_>) {
+    let _ = CONSOLE.lock().write_fmt(args);
+}
+
+/// Writes formatted text even if another CPU holds the console lock (for panics and fatal
+/// exception reports): waits a bounded time, then writes without the lock.
+pub fn print_emergency(args: fmt::Arguments<'_>) {
+    for _ in 0..1_000_000 {
+        if let Some(mut c) = CONSOLE.try_lock() {
+            let _ = c.write_fmt(args);
+            return;
+        }
+        core::hint::spin_loop();
+    }
+    // SAFETY: the holder has not released the lock for a long time (it is stuck or dead); a
+    // garbled line is better than no panic message. The console state is only a UART handle,
+    // which stays valid.
+    unsafe { CONSOLE.force_unlock() };
+    let _ = CONSOLE.lock().write_fmt(args);
+}
+
+/// Reads a byte from the console, if one is waiting.
+pub fn get_byte() -> Option<u8> {
+    CONSOLE.lock().uart.as_ref().and_then(Uart::get)
+}
+
+/// Prints like `print!`, to the hypervisor console.
+#[macro_export]
+macro_rules! console_print {
+    ($($arg:tt)*) => { $crate::drivers::console::print(format_args!($($arg)*)) };
+}
+
+struct Logger;
+
+impl Log for Logger {
+    fn enabled(&self, metadata: &Metadata<'_>) -> bool {
+        metadata.level() <= log::max_level()
+    }
+
+    fn log(&self, record: &Record<'_>) {
+        if !self.enabled(record.metadata()) {
+            return;
+        }
+        let prefix = Prefix {
+            ticks: arch::timer::since_boot(),
+            freq: arch::timer::frequency(),
+            cpu: arch::cpu_index(),
+            level: record.level(),
+        };
+        let mut c = CONSOLE.lock();
+        let _ = writeln!(c, "{prefix}{}", record.args());
+    }
+
+    fn flush(&self) {}
+}
+
+static LOGGER: Logger = Logger;
+
+/// Installs the console logger at `level`.
+pub fn init_logger(level: LevelFilter) {
+    // A second call (impossible on the boot path) would only keep the first logger.
+    let _ = log::set_logger(&LOGGER);
+    log::set_max_level(level);
+}

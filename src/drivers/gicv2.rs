@@ -1,0 +1,175 @@
+//! Physical GICv2 (GIC-400) driver: distributor, CPU interface and the virtual interface
+//! control frame GICH (IHI 0048B chapters 4 and 5).
+//!
+//! Host configuration: the distributor forwards every interrupt, all are disabled until someone
+//! claims them, the CPU interface runs with EOImode=1 (priority drop on GICC_EOIR, deactivation
+//! on GICC_DIR), so a guest can deactivate a physical interrupt through an LR's HW bit.
+
+use tock_registers::interfaces::{Readable, Writeable};
+use tock_registers::register_structs;
+use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
+
+use super::mmio::MmioRef;
+use crate::gic::GicFacts;
+use crate::platform::{GicV2Info, GicVersion};
+
+register_structs! {
+    /// GICD (IHI 0048B 4.1.2, Table 4-1), the registers the host driver uses.
+    #[allow(non_snake_case)]
+    pub GicdRegs {
+        (0x000 => CTLR: ReadWrite<u32>),
+        (0x004 => TYPER: ReadOnly<u32>),
+        (0x008 => IIDR: ReadOnly<u32>),
+        (0x00c => _reserved0),
+        (0x080 => IGROUPR: [ReadWrite<u32>; 32]),
+        (0x100 => ISENABLER: [ReadWrite<u32>; 32]),
+        (0x180 => ICENABLER: [ReadWrite<u32>; 32]),
+        (0x200 => ISPENDR: [ReadWrite<u32>; 32]),
+        (0x280 => ICPENDR: [ReadWrite<u32>; 32]),
+        (0x300 => ISACTIVER: [ReadWrite<u32>; 32]),
+        (0x380 => ICACTIVER: [ReadWrite<u32>; 32]),
+        (0x400 => IPRIORITYR: [ReadWrite<u32>; 255]),
+        (0x7fc => _reserved1),
+        (0x800 => ITARGETSR: [ReadWrite<u32>; 255]),
+        (0xbfc => _reserved2),
+        (0xc00 => ICFGR: [ReadWrite<u32>; 64]),
+        (0xd00 => _reserved3),
+        (0xf00 => SGIR: WriteOnly<u32>),
+        (0xf04 => @END),
+    }
+}
+
+register_structs! {
+    /// GICC (IHI 0048B 4.1.3, Table 4-2).
+    #[allow(non_snake_case)]
+    pub GiccRegs {
+        (0x000 => CTLR: ReadWrite<u32>),
+        (0x004 => PMR: ReadWrite<u32>),
+        (0x008 => BPR: ReadWrite<u32>),
+        (0x00c => IAR: ReadOnly<u32>),
+        (0x010 => EOIR: WriteOnly<u32>),
+        (0x014 => _reserved0),
+        (0x0fc => IIDR: ReadOnly<u32>),
+        (0x100 => _reserved1),
+        (0x1000 => DIR: WriteOnly<u32>),
+        (0x1004 => @END),
+    }
+}
+
+register_structs! {
+    /// GICH, the virtual interface control frame (IHI 0048B 5.3, Table 5-1).
+    #[allow(non_snake_case)]
+    pub GichRegs {
+        (0x000 => HCR: ReadWrite<u32>),
+        (0x004 => VTR: ReadOnly<u32>),
+        (0x008 => VMCR: ReadWrite<u32>),
+        (0x00c => _reserved0),
+        (0x010 => MISR: ReadOnly<u32>),
+        (0x014 => _reserved1),
+        (0x020 => EISR: [ReadOnly<u32>; 2]),
+        (0x028 => _reserved2),
+        (0x030 => ELRSR: [ReadOnly<u32>; 2]),
+        (0x038 => _reserved3),
+        (0x0f0 => APR: ReadWrite<u32>),
+        (0x0f4 => _reserved4),
+        (0x100 => LR: [ReadWrite<u32>; 64]),
+        (0x200 => @END),
+    }
+}
+
+/// GICD_CTLR / GICC_CTLR enable bit (group 1 in the non-secure view, everything without the
+/// Security Extensions).
+const CTLR_ENABLE: u32 = 1 << 0;
+/// GICC_CTLR.EOImodeNS (bit 9): priority drop and deactivation are separate (Linux's
+/// GIC_CPU_CTRL_EOImodeNS; on a GIC without Security Extensions bit 9 is EOImodeS, which governs
+/// the same interrupts because all are in group 0 there).
+const GICC_CTLR_EOIMODE: u32 = 1 << 9;
+/// Default priority for every interrupt (the middle of the range, as Linux uses).
+const DEFAULT_PRIORITY: u32 = 0xa0a0_a0a0;
+
+/// The physical GICv2.
+pub struct GicV2 {
+    gicd: MmioRef<GicdRegs>,
+    gicc: MmioRef<GiccRegs>,
+    gich: MmioRef<GichRegs>,
+}
+
+impl GicV2 {
+    /// Wraps the GICv2 frames described by `info` (GICH and GICV are required).
+    ///
+    /// # Safety
+    ///
+    /// The frames must be the GIC's, mapped as device memory for the rest of the run, and
+    /// driven by no other code.
+    pub unsafe fn new(info: &GicV2Info) -> Option<Self> {
+        let gich = info.gich?;
+        // SAFETY: forwarded from the caller.
+        unsafe {
+            Some(Self {
+                gicd: MmioRef::new(info.gicd.start as usize),
+                gicc: MmioRef::new(info.gicc.start as usize),
+                gich: MmioRef::new(gich.start as usize),
+            })
+        }
+    }
+
+    /// Number of interrupt IDs the distributor implements.
+    fn irq_count(&self) -> usize {
+        (32 * ((self.gicd.TYPER.get() & 0x1f) as usize + 1)).min(1020)
+    }
+
+    /// Distributor set-up, once, on the boot CPU: every SPI disabled, inactive, at the default
+    /// priority, level-sensitive, targeted at this CPU; then the distributor is enabled.
+    pub fn init_distributor(&self) {
+        let irqs = self.irq_count();
+        self.gicd.CTLR.set(0);
+        for i in 1..irqs / 32 {
+            self.gicd.ICENABLER[i].set(u32::MAX);
+            self.gicd.ICPENDR[i].set(u32::MAX);
+            self.gicd.ICACTIVER[i].set(u32::MAX);
+        }
+        for i in 8..irqs / 4 {
+            self.gicd.IPRIORITYR[i].set(DEFAULT_PRIORITY);
+            self.gicd.ITARGETSR[i].set(self.cpu_target_byte() * 0x0101_0101);
+        }
+        for i in 2..irqs / 16 {
+            self.gicd.ICFGR[i].set(0);
+        }
+        self.gicd.CTLR.set(CTLR_ENABLE);
+    }
+
+    /// This CPU's GICv2 target bit, read from the banked ITARGETSR0..7 (IHI 0048B 4.3.12: they
+    /// return the reading CPU's own bit), never computed from MPIDR.
+    pub fn cpu_target_byte(&self) -> u32 {
+        let v = self.gicd.ITARGETSR[0].get()
+            | self.gicd.ITARGETSR[1].get()
+            | self.gicd.ITARGETSR[4].get()
+            | self.gicd.ITARGETSR[7].get();
+        (v | v >> 8 | v >> 16 | v >> 24) & 0xff
+    }
+
+    /// Per-CPU set-up on every CPU: banked SGIs/PPIs disabled and prioritised, CPU interface
+    /// enabled with EOImode=1 and every priority unmasked; the virtual interface disabled.
+    pub fn init_cpu(&self) {
+        self.gicd.ICENABLER[0].set(u32::MAX);
+        self.gicd.ICPENDR[0].set(u32::MAX);
+        self.gicd.ICACTIVER[0].set(u32::MAX);
+        for i in 0..8 {
+            self.gicd.IPRIORITYR[i].set(DEFAULT_PRIORITY);
+        }
+        self.gicc.PMR.set(0xff);
+        self.gicc.BPR.set(0);
+        self.gicc.CTLR.set(CTLR_ENABLE | GICC_CTLR_EOIMODE);
+        self.gich.HCR.set(0);
+    }
+
+    /// The facts the banner shows.
+    pub fn facts(&self) -> GicFacts {
+        GicFacts::from_registers(GicVersion::V2, self.gicd.TYPER.get(), self.gich.VTR.get())
+    }
+
+    /// GICD_IIDR, GICC_IIDR.
+    pub fn iidr(&self) -> (u32, u32) {
+        (self.gicd.IIDR.get(), self.gicc.IIDR.get())
+    }
+}

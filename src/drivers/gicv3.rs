@@ -1,0 +1,313 @@
+//! Physical GICv3/v4 driver: distributor, one redistributor per CPU, the system-register CPU
+//! interface and the ITS identification (IHI 0069H chapters 12.9 GICD, 12.10-12.11 GICR, 12.19
+//! GITS, 12.2 ICC).
+//!
+//! Host configuration: affinity routing on, every SPI group 1, disabled until claimed and routed
+//! to the boot CPU; each CPU interface runs with EOImode=1 (ICC_CTLR_EL1.EOImode), so a guest
+//! can deactivate a physical interrupt through an LR's HW bit; EL1 may use the system-register
+//! interface (ICC_SRE_EL2.Enable).
+
+use core::arch::asm;
+
+use tock_registers::interfaces::{Readable, Writeable};
+use tock_registers::register_structs;
+use tock_registers::registers::{ReadOnly, ReadWrite};
+
+use super::mmio::MmioRef;
+use crate::arch;
+use crate::gic::{self, GICR_TYPER, GITS_TYPER, GicFacts};
+use crate::platform::{GicV3Info, GicVersion};
+
+register_structs! {
+    /// GICD (IHI 0069H 12.8, Table 12-25), the registers the host driver uses.
+    #[allow(non_snake_case)]
+    pub GicdRegs {
+        (0x0000 => CTLR: ReadWrite<u32>),
+        (0x0004 => TYPER: ReadOnly<u32>),
+        (0x0008 => IIDR: ReadOnly<u32>),
+        (0x000c => _reserved0),
+        (0x0080 => IGROUPR: [ReadWrite<u32>; 32]),
+        (0x0100 => ISENABLER: [ReadWrite<u32>; 32]),
+        (0x0180 => ICENABLER: [ReadWrite<u32>; 32]),
+        (0x0200 => ISPENDR: [ReadWrite<u32>; 32]),
+        (0x0280 => ICPENDR: [ReadWrite<u32>; 32]),
+        (0x0300 => ISACTIVER: [ReadWrite<u32>; 32]),
+        (0x0380 => ICACTIVER: [ReadWrite<u32>; 32]),
+        (0x0400 => IPRIORITYR: [ReadWrite<u32>; 255]),
+        (0x07fc => _reserved1),
+        (0x0c00 => ICFGR: [ReadWrite<u32>; 64]),
+        (0x0d00 => IGRPMODR: [ReadWrite<u32>; 32]),
+        (0x0d80 => _reserved2),
+        (0x6100 => IROUTER: [ReadWrite<u64>; 988]),
+        (0x7fe0 => _reserved3),
+        (0xffe8 => PIDR2: ReadOnly<u32>),
+        (0xffec => _reserved4),
+        (0x10000 => @END),
+    }
+}
+
+register_structs! {
+    /// A redistributor's RD_base frame (IHI 0069H 12.10).
+    #[allow(non_snake_case)]
+    pub GicrRdRegs {
+        (0x0000 => CTLR: ReadWrite<u32>),
+        (0x0004 => IIDR: ReadOnly<u32>),
+        (0x0008 => TYPER: ReadOnly<u64>),
+        (0x0010 => _reserved0),
+        (0x0014 => WAKER: ReadWrite<u32>),
+        (0x0018 => @END),
+    }
+}
+
+register_structs! {
+    /// A redistributor's SGI_base frame, 64 KiB after RD_base (IHI 0069H 12.11).
+    #[allow(non_snake_case)]
+    pub GicrSgiRegs {
+        (0x0000 => _reserved0),
+        (0x0080 => IGROUPR0: ReadWrite<u32>),
+        (0x0084 => _reserved1),
+        (0x0100 => ISENABLER0: ReadWrite<u32>),
+        (0x0104 => _reserved2),
+        (0x0180 => ICENABLER0: ReadWrite<u32>),
+        (0x0184 => _reserved3),
+        (0x0280 => ICPENDR0: ReadWrite<u32>),
+        (0x0284 => _reserved4),
+        (0x0380 => ICACTIVER0: ReadWrite<u32>),
+        (0x0384 => _reserved5),
+        (0x0400 => IPRIORITYR: [ReadWrite<u32>; 8]),
+        (0x0420 => _reserved6),
+        (0x0d00 => IGRPMODR0: ReadWrite<u32>),
+        (0x0d04 => @END),
+    }
+}
+
+register_structs! {
+    /// The ITS control frame's identification registers (IHI 0069H 12.19).
+    #[allow(non_snake_case)]
+    pub GitsRegs {
+        (0x0000 => CTLR: ReadWrite<u32>),
+        (0x0004 => IIDR: ReadOnly<u32>),
+        (0x0008 => TYPER: ReadOnly<u64>),
+        (0x0010 => @END),
+    }
+}
+
+/// GICD_CTLR bits (single security state view, or the non-secure view).
+const GICD_CTLR_ENABLE_GRP1: u32 = 1 << 1;
+const GICD_CTLR_ENABLE_GRP1A: u32 = 1 << 0;
+const GICD_CTLR_ARE: u32 = 1 << 4;
+const GICD_CTLR_RWP: u32 = 1 << 31;
+const GICD_TYPER_SECURITY_EXTN: u32 = 1 << 10;
+/// GICR_WAKER bits.
+const GICR_WAKER_PROCESSOR_SLEEP: u32 = 1 << 1;
+const GICR_WAKER_CHILDREN_ASLEEP: u32 = 1 << 2;
+/// Redistributor frame strides: RD + SGI (GICv3), plus VLPI + reserved (GICv4).
+const GICR_STRIDE_V3: usize = 0x2_0000;
+const GICR_STRIDE_V4: usize = 0x4_0000;
+const GICR_SGI_OFFSET: usize = 0x1_0000;
+const DEFAULT_PRIORITY: u32 = 0xa0a0_a0a0;
+
+/// Reads a GIC system register by its generic encoding (names the assembler may not know).
+macro_rules! read_sysreg {
+    ($enc:literal) => {{
+        let v: u64;
+        // SAFETY: reading a GIC CPU-interface system register has no side effect on memory.
+        unsafe { asm!(concat!("mrs {}, ", $enc), out(reg) v, options(nomem, nostack)) };
+        v
+    }};
+}
+
+/// Writes a GIC system register by its generic encoding.
+macro_rules! write_sysreg {
+    ($enc:literal, $v:expr) => {{
+        let v: u64 = $v;
+        // SAFETY: the GIC CPU-interface registers written here configure interrupt delivery to
+        // this CPU only; they do not touch memory.
+        unsafe { asm!(concat!("msr ", $enc, ", {}"), "isb", in(reg) v, options(nomem, nostack)) };
+    }};
+}
+
+/// ICC_SRE_EL2: SRE (system registers at EL2), Enable (EL1 may use them too).
+const ICC_SRE_EL2_VALUE: u64 = 0b1001;
+/// ICC_CTLR_EL1.EOImode: priority drop and deactivation separate.
+const ICC_CTLR_EOIMODE: u64 = 1 << 1;
+
+/// The physical GICv3/v4.
+pub struct GicV3 {
+    gicd: MmioRef<GicdRegs>,
+    info: GicV3Info,
+}
+
+impl GicV3 {
+    /// Wraps the frames described by `info`.
+    ///
+    /// # Safety
+    ///
+    /// The GICD, redistributor regions and ITS frames in `info` must be the GIC's, mapped as
+    /// device memory for the rest of the run, and driven by no other code.
+    pub unsafe fn new(info: &GicV3Info) -> Self {
+        // SAFETY: forwarded from the caller.
+        let gicd = unsafe { MmioRef::new(info.gicd.start as usize) };
+        Self {
+            gicd,
+            info: info.clone(),
+        }
+    }
+
+    fn wait_rwp(&self) {
+        for _ in 0..1_000_000 {
+            if self.gicd.CTLR.get() & GICD_CTLR_RWP == 0 {
+                return;
+            }
+            core::hint::spin_loop();
+        }
+        log::warn!("GICD_CTLR.RWP stuck at 1");
+    }
+
+    fn irq_count(&self) -> usize {
+        (32 * ((self.gicd.TYPER.get() & 0x1f) as usize + 1)).min(1020)
+    }
+
+    /// Distributor set-up, once, on the boot CPU.
+    pub fn init_distributor(&self) {
+        self.gicd.CTLR.set(0);
+        self.wait_rwp();
+        let irqs = self.irq_count();
+        for i in 1..irqs / 32 {
+            self.gicd.ICENABLER[i].set(u32::MAX);
+            self.gicd.ICPENDR[i].set(u32::MAX);
+            self.gicd.ICACTIVER[i].set(u32::MAX);
+            self.gicd.IGROUPR[i].set(u32::MAX);
+            self.gicd.IGRPMODR[i].set(0);
+        }
+        for i in 8..irqs / 4 {
+            self.gicd.IPRIORITYR[i].set(DEFAULT_PRIORITY);
+        }
+        for i in 2..irqs / 16 {
+            self.gicd.ICFGR[i].set(0);
+        }
+        self.wait_rwp();
+        let boot = arch::mpidr();
+        for spi in 32..irqs {
+            self.gicd.IROUTER[spi - 32].set(boot);
+        }
+        self.gicd
+            .CTLR
+            .set(GICD_CTLR_ARE | GICD_CTLR_ENABLE_GRP1 | GICD_CTLR_ENABLE_GRP1A);
+        self.wait_rwp();
+    }
+
+    /// Visits every redistributor frame (RD_base address and GICR_TYPER).
+    fn for_each_redist(&self, mut f: impl FnMut(usize, u64) -> bool) {
+        for region in &self.info.redist_regions {
+            let mut base = region.start as usize;
+            while base + GICR_STRIDE_V3 <= region.end as usize {
+                // SAFETY: `new`'s caller promised the redistributor regions are mapped GIC
+                // frames; `base` stays inside one of them.
+                let rd: MmioRef<GicrRdRegs> = unsafe { MmioRef::new(base) };
+                let typer = rd.TYPER.get();
+                if f(base, typer) {
+                    return;
+                }
+                let t = gic::gicr_typer(typer);
+                if t.is_set(GICR_TYPER::Last) {
+                    break;
+                }
+                base += match self.info.redist_stride {
+                    Some(s) if s > 0 => s as usize,
+                    _ if t.is_set(GICR_TYPER::VLPIS) => GICR_STRIDE_V4,
+                    _ => GICR_STRIDE_V3,
+                };
+            }
+        }
+    }
+
+    /// The RD_base of the running CPU's redistributor.
+    fn my_redist(&self) -> Option<usize> {
+        let want = gic::mpidr_to_gicr_affinity(arch::mpidr());
+        let mut found = None;
+        self.for_each_redist(|base, typer| {
+            let hit = gic::gicr_typer(typer).read(GICR_TYPER::Affinity) as u32 == want;
+            if hit {
+                found = Some(base);
+            }
+            hit
+        });
+        found
+    }
+
+    /// Per-CPU set-up on every CPU: wake this CPU's redistributor, configure its SGIs and PPIs
+    /// (group 1, disabled, default priority), enable the system-register CPU interface.
+    pub fn init_cpu(&self) -> Result<(), &'static str> {
+        let base = self
+            .my_redist()
+            .ok_or("no redistributor matches this CPU's MPIDR")?;
+        // SAFETY: `base` is a redistributor frame found inside the mapped regions.
+        let rd: MmioRef<GicrRdRegs> = unsafe { MmioRef::new(base) };
+        rd.WAKER.set(rd.WAKER.get() & !GICR_WAKER_PROCESSOR_SLEEP);
+        let mut awake = false;
+        for _ in 0..1_000_000 {
+            if rd.WAKER.get() & GICR_WAKER_CHILDREN_ASLEEP == 0 {
+                awake = true;
+                break;
+            }
+            core::hint::spin_loop();
+        }
+        if !awake {
+            return Err("redistributor did not wake (GICR_WAKER.ChildrenAsleep stuck)");
+        }
+        // SAFETY: the SGI_base frame follows RD_base in the same redistributor.
+        let sgi: MmioRef<GicrSgiRegs> = unsafe { MmioRef::new(base + GICR_SGI_OFFSET) };
+        sgi.ICENABLER0.set(u32::MAX);
+        sgi.ICPENDR0.set(u32::MAX);
+        sgi.ICACTIVER0.set(u32::MAX);
+        sgi.IGROUPR0.set(u32::MAX);
+        sgi.IGRPMODR0.set(0);
+        for p in sgi.IPRIORITYR.iter() {
+            p.set(DEFAULT_PRIORITY);
+        }
+
+        write_sysreg!("S3_4_C12_C9_5", ICC_SRE_EL2_VALUE); // ICC_SRE_EL2
+        let sre = read_sysreg!("S3_4_C12_C9_5");
+        if sre & 1 == 0 {
+            return Err("the GICv3 system-register interface is disabled (ICC_SRE_EL2.SRE)");
+        }
+        write_sysreg!("S3_0_C4_C6_0", 0xff); // ICC_PMR_EL1: unmask every priority
+        write_sysreg!("S3_0_C12_C12_3", 0); // ICC_BPR1_EL1
+        let ctlr = read_sysreg!("S3_0_C12_C12_4"); // ICC_CTLR_EL1
+        write_sysreg!("S3_0_C12_C12_4", ctlr | ICC_CTLR_EOIMODE);
+        write_sysreg!("S3_0_C12_C12_7", 1); // ICC_IGRPEN1_EL1
+        write_sysreg!("S3_4_C12_C11_0", 0); // ICH_HCR_EL2: virtual interface off
+        Ok(())
+    }
+
+    /// The facts the banner shows.
+    pub fn facts(&self) -> GicFacts {
+        let vtr = read_sysreg!("S3_4_C12_C11_1") as u32; // ICH_VTR_EL2
+        let mut f = GicFacts::from_registers(GicVersion::V3, self.gicd.TYPER.get(), vtr);
+        let mut redists = 0;
+        let mut all_vlpis = true;
+        self.for_each_redist(|_, typer| {
+            redists += 1;
+            all_vlpis &= gic::gicr_typer(typer).is_set(GICR_TYPER::VLPIS);
+            false
+        });
+        let mut its_virtual = !self.info.its.is_empty();
+        for its in &self.info.its {
+            // SAFETY: `new`'s caller promised the ITS frames are mapped.
+            let regs: MmioRef<GitsRegs> = unsafe { MmioRef::new(its.start as usize) };
+            its_virtual &= gic::gits_typer(regs.TYPER.get()).is_set(GITS_TYPER::Virtual);
+        }
+        f.redist_count = redists;
+        f.its_count = self.info.its.len();
+        f.security_extn = self.gicd.TYPER.get() & GICD_TYPER_SECURITY_EXTN != 0;
+        f.direct_injection =
+            redists > 0 && all_vlpis && its_virtual && GicFacts::vtr_allows_direct_injection(vtr);
+        f
+    }
+
+    /// GICD_IIDR.
+    pub fn iidr(&self) -> u32 {
+        self.gicd.IIDR.get()
+    }
+}

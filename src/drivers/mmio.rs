@@ -1,0 +1,57 @@
+//! [`MmioRef`]: a typed, shared reference to a device's register block at a fixed physical
+//! address (the Tock `StaticRef` pattern). The one `unsafe` is the constructor's promise; every
+//! use afterwards is safe.
+
+use core::marker::PhantomData;
+use core::ops::Deref;
+
+/// A register block of type `T` at a fixed address, valid for the whole run.
+pub struct MmioRef<T> {
+    base: usize,
+    _block: PhantomData<*const T>,
+}
+
+impl<T> MmioRef<T> {
+    /// Wraps the register block at `base`.
+    ///
+    /// # Safety
+    ///
+    /// `base` must be the address of a device whose registers have the layout `T`, mapped as
+    /// Device memory (or the MMU off) for the rest of the run, and `T` must only contain
+    /// `tock_registers` cells (interior mutability through volatile accesses).
+    pub const unsafe fn new(base: usize) -> Self {
+        Self {
+            base,
+            _block: PhantomData,
+        }
+    }
+
+    /// The block's physical address.
+    pub fn base(&self) -> usize {
+        self.base
+    }
+}
+
+impl<T> Clone for MmioRef<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for MmioRef<T> {}
+
+impl<T> Deref for MmioRef<T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: `new`'s caller promised that `base` holds a `T` register block valid for the
+        // program's duration; register cells are accessed only through volatile operations.
+        unsafe { &*(self.base as *const T) }
+    }
+}
+
+// SAFETY: the block is device memory reached through volatile accesses of `tock_registers`
+// cells; sharing the address between CPUs is what the hardware is built for.
+unsafe impl<T> Send for MmioRef<T> {}
+// SAFETY: as for `Send`: all access goes through the cells' volatile reads and writes.
+unsafe impl<T> Sync for MmioRef<T> {}

@@ -1,0 +1,299 @@
+//! Device-tree interpretation against real trees: the DTBs QEMU 7.2 gives `virt` with GICv2, v3
+//! and v4, QEMU 10's `raspi4b` one, and the Raspberry Pi 4 DTB the firmware starts from
+//! (`scripts/fixtures`, compiled with dtc on the fly).
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use super::*;
+use std::vec::Vec;
+
+/// Compiles `scripts/fixtures/<name>.dts` with dtc and returns the blob.
+fn fixture(name: &str) -> Vec<u8> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let src = root.join("scripts/fixtures").join(format!("{name}.dts"));
+    let out = Command::new("dtc")
+        .args(["-q", "-I", "dts", "-O", "dtb"])
+        .arg(&src)
+        .output()
+        .expect("dtc (device-tree-compiler) is needed by the platform tests: run scripts/setup.sh");
+    assert!(
+        out.status.success(),
+        "dtc failed on {}: {}",
+        src.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+fn with_platform(name: &str, dtb_pa: u64, f: impl FnOnce(&PlatformInfo<'_>)) {
+    let blob = fixture(name);
+    let fdt = dt::validate(&blob).expect("fixture must validate");
+    let info = PlatformInfo::parse(&fdt, dtb_pa);
+    f(&info);
+}
+
+fn r(start: u64, size: u64) -> MemRange {
+    MemRange::with_size(start, size).unwrap()
+}
+
+#[test]
+fn virt_gicv3_frames_its_and_maintenance_irq() {
+    with_platform("virt-gicv3", 0x4800_0000, |p| {
+        let Some(GicInfo::V3(g)) = &p.gic else {
+            panic!("expected GICv3, got {:?}", p.gic)
+        };
+        assert_eq!(g.gicd, r(0x0800_0000, 0x1_0000));
+        assert_eq!(g.redist_regions.as_slice(), &[r(0x080a_0000, 0xf6_0000)]);
+        assert_eq!(g.its.as_slice(), &[r(0x0808_0000, 0x2_0000)]);
+        assert_eq!(g.redist_stride, None);
+        assert_eq!(
+            g.maintenance,
+            Some(Interrupt {
+                intid: 25,
+                level: true
+            })
+        );
+        assert_eq!(g.v2_compat, None);
+        assert!(p.check().is_ok());
+    });
+}
+
+#[test]
+fn virt_gicv3_memory_cpus_psci_timer() {
+    with_platform("virt-gicv3", 0x4800_0000, |p| {
+        assert_eq!(p.memory.as_slice(), &[r(0x4000_0000, 1 << 30)]);
+        assert_eq!(p.cpus.len(), 4);
+        for (i, c) in p.cpus.iter().enumerate() {
+            assert_eq!(c.mpidr, i as u64);
+            assert_eq!(c.enable, EnableMethod::Psci);
+        }
+        assert_eq!(p.psci, Some(Conduit::Smc));
+        let t = p.timer.expect("timer");
+        assert_eq!(
+            (
+                t.secure_phys.intid,
+                t.phys.intid,
+                t.virt.intid,
+                t.hyp_phys.intid
+            ),
+            (29, 30, 27, 26)
+        );
+        assert_eq!(p.model, "linux,dummy-virt");
+        assert_eq!(p.bcm2835_pm, None);
+    });
+}
+
+#[test]
+fn virt_stdout_path_names_the_pl011() {
+    with_platform("virt-gicv3", 0x4800_0000, |p| {
+        let uart = p.console.expect("console");
+        assert_eq!(uart.kind, UartKind::Pl011);
+        assert_eq!(uart.base, 0x0900_0000);
+        assert_eq!(
+            uart.irq,
+            Some(Interrupt {
+                intid: 33,
+                level: true
+            })
+        );
+    });
+}
+
+#[test]
+fn virt_chosen_initrd_bootargs_and_dtb_are_reserved() {
+    with_platform("virt-gicv3", 0x4800_0000, |p| {
+        assert_eq!(p.bootargs, "console=ttyAMA0 exitless.log=debug");
+        assert_eq!(
+            p.initrd,
+            Some(MemRange {
+                start: 0x4800_0000,
+                end: 0x4800_1000
+            })
+        );
+        let kinds: Vec<_> = p.reserved.iter().map(|r| r.kind).collect();
+        assert!(kinds.contains(&ReservedKind::Dtb));
+        assert!(kinds.contains(&ReservedKind::Initrd));
+        let dtb = p
+            .reserved
+            .iter()
+            .find(|r| r.kind == ReservedKind::Dtb)
+            .unwrap();
+        assert_eq!(dtb.range.start, 0x4800_0000);
+        assert_eq!(dtb.range.size(), fixture("virt-gicv3").len() as u64);
+    });
+}
+
+#[test]
+fn virt_gicv2_has_four_frames_and_maintenance_irq() {
+    with_platform("virt-gicv2", 0x4800_0000, |p| {
+        let Some(GicInfo::V2(g)) = &p.gic else {
+            panic!("expected GICv2, got {:?}", p.gic)
+        };
+        assert_eq!(g.gicd, r(0x0800_0000, 0x1_0000));
+        assert_eq!(g.gicc, r(0x0801_0000, 0x1_0000));
+        assert_eq!(g.gich, Some(r(0x0803_0000, 0x1_0000)));
+        assert_eq!(g.gicv, Some(r(0x0804_0000, 0x1_0000)));
+        assert_eq!(
+            g.maintenance,
+            Some(Interrupt {
+                intid: 25,
+                level: true
+            })
+        );
+        assert!(p.check().is_ok());
+    });
+}
+
+#[test]
+fn virt_gicv4_is_described_like_gicv3() {
+    with_platform("virt-gicv4", 0x4800_0000, |p| {
+        assert_eq!(p.gic.as_ref().map(GicInfo::version), Some(GicVersion::V3));
+        let Some(GicInfo::V3(g)) = &p.gic else {
+            unreachable!()
+        };
+        assert_eq!(g.its.len(), 1);
+        assert_eq!(
+            g.redist_stride, None,
+            "the stride comes from GICR_TYPER.VLPIS"
+        );
+    });
+}
+
+#[test]
+fn virt_cpu_max_two_cpus() {
+    with_platform("virt-gicv3-max", 0x4800_0000, |p| {
+        assert_eq!(p.cpus.len(), 2);
+        assert_eq!(
+            p.cpu_index(0x8000_0001),
+            Some(1),
+            "MPIDR bit 31 (RES1) is ignored"
+        );
+    });
+}
+
+#[test]
+fn rpi4_gic400_is_translated_through_soc_ranges() {
+    with_platform("rpi4b", 0x0800_0000, |p| {
+        let Some(GicInfo::V2(g)) = &p.gic else {
+            panic!("expected GIC-400, got {:?}", p.gic)
+        };
+        assert_eq!(g.gicd, r(0xff84_1000, 0x1000));
+        assert_eq!(g.gicc, r(0xff84_2000, 0x2000));
+        assert_eq!(g.gich, Some(r(0xff84_4000, 0x2000)));
+        assert_eq!(g.gicv, Some(r(0xff84_6000, 0x2000)));
+        assert_eq!(
+            g.maintenance,
+            Some(Interrupt {
+                intid: 25,
+                level: true
+            })
+        );
+    });
+}
+
+#[test]
+fn rpi4_console_is_uart0_pl011_at_0xfe201000() {
+    with_platform("rpi4b", 0x0800_0000, |p| {
+        let uart = p.console.expect("console");
+        assert_eq!(uart.kind, UartKind::Pl011);
+        assert_eq!(uart.base, 0xfe20_1000);
+        assert_eq!(
+            uart.irq,
+            Some(Interrupt {
+                intid: 153,
+                level: true
+            })
+        );
+    });
+}
+
+#[test]
+fn rpi4_cpus_use_spin_table_slots() {
+    with_platform("rpi4b", 0x0800_0000, |p| {
+        let slots: Vec<_> = p.cpus.iter().map(|c| c.enable).collect();
+        assert_eq!(
+            slots,
+            [0xd8, 0xe0, 0xe8, 0xf0]
+                .map(|a| EnableMethod::SpinTable { release_addr: a })
+                .to_vec()
+        );
+        assert_eq!(p.psci, None, "the Pi firmware has no PSCI");
+        assert_eq!(p.bcm2835_pm, Some(0xfe10_0000));
+    });
+}
+
+#[test]
+fn rpi4_memory_and_memreserve() {
+    with_platform("rpi4b", 0x0800_0000, |p| {
+        assert_eq!(p.memory.as_slice(), &[r(0, 0x3c00_0000)]);
+        assert!(
+            p.reserved
+                .iter()
+                .any(|x| x.kind == ReservedKind::MemReserve && x.range == r(0, 0x1000))
+        );
+        let t = p.timer.expect("timer");
+        assert_eq!((t.phys.intid, t.virt.intid, t.hyp_phys.intid), (30, 27, 26));
+        assert!(p.check().is_ok());
+    });
+}
+
+#[test]
+fn rpi4_firmware_dtb_has_empty_memory_until_filled() {
+    with_platform("rpi4b-firmware", 0x0800_0000, |p| {
+        assert!(p.memory.is_empty(), "reg = <0 0 0> describes no RAM");
+        assert_eq!(p.check(), Err(PlatformError::NoMemory));
+        let uart = p.console.expect("the firmware DTB names the mini UART");
+        assert_eq!(uart.kind, UartKind::Bcm2835Aux);
+        assert_eq!(uart.base, 0xfe21_5040);
+    });
+}
+
+#[test]
+fn corrupt_structure_is_an_error_not_a_panic() {
+    let good = fixture("virt-gicv3");
+    let off_struct = u32::from_be_bytes(good[8..12].try_into().unwrap()) as usize;
+    // Every single-byte corruption of the first 512 bytes of the structure block must either
+    // validate (and then parse without panicking) or be refused.
+    for i in 0..512 {
+        let mut bad = good.clone();
+        bad[off_struct + i] ^= 0xa5;
+        if let Ok(fdt) = dt::validate(&bad) {
+            let _ = PlatformInfo::parse(&fdt, 0);
+        }
+    }
+    let mut bad = good.clone();
+    bad[off_struct..off_struct + 4].copy_from_slice(&7u32.to_be_bytes());
+    assert_eq!(dt::validate(&bad).err(), Some(DtError::BadStructure(0)));
+}
+
+#[test]
+fn truncated_blob_is_refused() {
+    let good = fixture("virt-gicv3");
+    assert!(matches!(
+        dt::validate(&good[..good.len() / 2]),
+        Err(DtError::BadSize(_))
+    ));
+    let mut bad = good.clone();
+    bad[0] = 0;
+    assert!(matches!(dt::validate(&bad), Err(DtError::BadMagic(_))));
+}
+
+#[test]
+fn missing_gic_virtualization_frames_is_reported() {
+    let mut p = {
+        let blob = fixture("virt-gicv2");
+        let fdt = dt::validate(&blob).unwrap();
+        let info = PlatformInfo::parse(&fdt, 0);
+        (info.gic.clone(), info.check())
+    };
+    assert_eq!(p.1, Ok(()));
+    if let Some(GicInfo::V2(g)) = &mut p.0 {
+        g.gich = None;
+    }
+    with_platform("virt-gicv2", 0, |info| {
+        let mut info = info.clone();
+        info.gic = p.0.clone();
+        assert_eq!(info.check(), Err(PlatformError::NoGicVirtualization));
+    });
+}
