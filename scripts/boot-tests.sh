@@ -41,7 +41,7 @@ check $T no-dtb --exit --no-kernel \
 	-device loader,addr=0x40200000,cpu-num=0
 mkdir -p out/logs
 qemu-system-aarch64 -machine virt,virtualization=on,gic-version=3,dumpdtb=out/logs/virt.dtb \
-	-cpu cortex-a72 -smp 2 -m 1G >/dev/null 2>&1
+	-cpu cortex-a72 -smp 2 -m 1G -nic none >/dev/null 2>&1
 python3 scripts/corrupt-dtb.py out/logs/virt.dtb out/logs/corrupt.dtb
 check $T corrupt-dtb --exit --dtb out/logs/corrupt.dtb \
 	--expect "cannot use the device tree at 0x48000000: malformed structure block"

@@ -157,7 +157,7 @@ mv "$WRAPPER.new" "$WRAPPER"
 check_wrapper || die "$WRAPPER -machine help failed or lacks raspi4b: see the output above; re-run with --force"
 # Smoke test: build a virt machine (loads the audio/display modules) and dump its DTB.
 smoke=$(mktemp "$D/.smoke.XXXXXX")
-if ! out=$("$WRAPPER" -machine "virt,dumpdtb=$smoke" -cpu cortex-a72 -display none 2>&1) || [[ ! -s $smoke ]]; then
+if ! out=$("$WRAPPER" -machine "virt,dumpdtb=$smoke" -cpu cortex-a72 -display none -nic none 2>&1) || [[ ! -s $smoke ]]; then
 	rm -f "$smoke"
 	printf '%s\n' "$out" | sed 's/^/    /' >&2
 	die "$WRAPPER cannot instantiate a virt machine: see the output above; re-run with --force"

@@ -82,7 +82,7 @@ emit() {
 dump() {
 	local name=$1 qemu=$2 label=$3 mopts=$4 out
 	shift 4
-	local args=(-machine "$mopts,dumpdtb=$tmp/$name.dtb" "$@" -kernel "$tmp/stub-Image" -display none -seed 1)
+	local args=(-machine "$mopts,dumpdtb=$tmp/$name.dtb" "$@" -kernel "$tmp/stub-Image" -display none -nic none -seed 1)
 	if ! out=$("$qemu" "${args[@]}" 2>&1) || [[ ! -s $tmp/$name.dtb ]]; then
 		printf '%s\n' "$out" | sed 's/^/    /' >&2
 		die "QEMU failed to dump the DTB for $name: see its output above"

@@ -79,7 +79,9 @@ def qemu_command(a):
             cmd += ["-dtb", a.dtb]
     if not a.no_kernel:
         cmd += ["-kernel", kernel]
-    cmd += ["-display", "none"]
+    # No default network card: it needs an option ROM that only QEMU's recommended packages
+    # carry, and exitless drives no NIC anyway.
+    cmd += ["-display", "none", "-nic", "none"]
     if a.machine == "raspi4b":
         cmd += ["-audio", "none"]
     if a.initrd:
