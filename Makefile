@@ -2,7 +2,9 @@
 # fresh Debian machine only needs `make run` or `make test`.
 #
 #   make              build out/exitless.elf (for gdb) and out/exitless.bin (arm64 Image)
-#   make run          boot it on QEMU virt     GIC=2|3|4 (3)  CPU=cortex-a72|max  SMP=n (4)
+#   make run          boot Debian's Linux as a VM on QEMU virt, to a busybox shell
+#                     GIC=2|3|4 (3)  CPU=cortex-a72|max  SMP=n (4)  BUNDLE=name (linux)
+#   make bundle       build the VM bundle (scripts/bundles/$(BUNDLE).toml + images) only
 #   make run-rpi4     boot it on QEMU raspi4b (QEMU 10, fetched into the cache)
 #   make debug        like run, QEMU waits for gdb and prints the command that attaches
 #   make test         host unit tests, then the QEMU boot tests
@@ -22,9 +24,10 @@ OBJCOPY  := aarch64-linux-gnu-objcopy
 GIC      ?= 3
 CPU      ?= cortex-a72
 SMP      ?= 4
+BUNDLE   ?= linux
 QEMU     := python3 scripts/qemu.py
 
-.PHONY: all setup build run run-rpi4 debug test test-host test-qemu check fixtures clean
+.PHONY: all setup build bundle run run-rpi4 debug test test-host test-qemu check fixtures clean
 .DEFAULT_GOAL := all
 
 all: build
@@ -41,14 +44,19 @@ build: setup
 	@$(OBJCOPY) -O binary $(ELF) $(BIN)
 	@bash scripts/check-image.sh $(ELF) $(BIN)
 
+bundle: setup
+	bash scripts/mk-default-bundle.sh $(BUNDLE)
+
 run: build
-	$(QEMU) run --gic $(GIC) --cpu $(CPU) --smp $(SMP)
+	$(QEMU) run --gic $(GIC) --cpu $(CPU) --smp $(SMP) --mem 2G \
+		--initrd "$$(bash scripts/mk-default-bundle.sh $(BUNDLE))"
 
 run-rpi4: build
 	$(QEMU) run --machine raspi4b
 
 debug: build
-	$(QEMU) run --gic $(GIC) --cpu $(CPU) --smp $(SMP) --gdb
+	$(QEMU) run --gic $(GIC) --cpu $(CPU) --smp $(SMP) --mem 2G --gdb \
+		--initrd "$$(bash scripts/mk-default-bundle.sh $(BUNDLE))"
 
 test: test-host test-qemu
 

@@ -10,13 +10,15 @@ check() { "$@" || fails=$((fails + 1)); }
 
 # The banner on every supported GIC and CPU: EL2, the GIC with its list registers, every CPU
 # online, and a clean power-off (QEMU exits by itself).
+# Without a VM bundle the hypervisor says so and powers off.
 banner() { # name gic cpu gicname extra...
 	local name=$1 gic=$2 cpu=$3 gicname=$4
 	shift 4
 	check $T "$name" --gic "$gic" --cpu "$cpu" --smp 4 --exit \
 		--expect "starting at EL2 \(non-VHE\)" \
 		--expect "GIC: $gicname: .*4 list registers, 5 priority bits" "$@" \
-		--expect "CPU 3 online" --expect "all 4 CPUs online" --expect "powering off"
+		--expect "CPU 3 online" --expect "all 4 CPUs online" \
+		--expect "no VM bundle: the boot loader loaded no initrd"
 }
 banner virt-gicv2-a72 2 cortex-a72 GICv2
 banner virt-gicv3-a72 3 cortex-a72 GICv3 --expect "GIC: maintenance interrupt INTID 25"
@@ -30,7 +32,7 @@ check $T rpi4b --machine raspi4b --exit --timeout 120 \
 	--expect "starting at EL2 \(non-VHE\) on \"Raspberry Pi 4 Model B\", image at 0x200000" \
 	--expect "GIC: GICv2: 224 interrupt IDs, 4 list registers" \
 	--expect "CPU 1 online" --expect "CPU 2 online" --expect "CPU 3 online" \
-	--expect "all 4 CPUs online"
+	--expect "all 4 CPUs online" --expect "no VM bundle"
 
 # A user's mistakes: started at EL1, no DTB, a corrupt DTB, started at EL3 without a DTB.
 check $T el1 --no-virt --exit \
@@ -49,6 +51,31 @@ check $T el3-no-dtb --gic 3 --smp 2 --no-kernel --machine-opt secure=on \
 	--expect "\(started at EL3\): cannot use the device tree at 0x0" --expect "halting" \
 	-- -device loader,file=out/exitless.bin,addr=0x40200000,force-raw=on \
 	-device loader,addr=0x40200000,cpu-num=0
+
+# Linux guests: Debian's arm64 kernel with the busybox initramfs, the boot self-test of
+# scripts/guest/init.sh (timer and IPI counts rising on every CPU), a clean power-off, and the
+# counters showing no exit for interrupt acknowledge and completion.
+linux() { # name bundle cpu vcpus gicline extra...
+	local name=$1 bundle=$2 cpu=$3 vcpus=$4 gicline=$5
+	shift 5
+	local b
+	b=$(bash scripts/mk-default-bundle.sh "$bundle") || { fails=$((fails + 1)); return; }
+	check $T "$name" --cpu "$cpu" --smp 4 --mem 2G --initrd "$b" --exit --timeout 300 "$@" \
+		--expect "VM 'linux': $vcpus vCPUs" \
+		--expect "exitless-guest: init started on $vcpus CPUs" \
+		--expect "$gicline" \
+		--expect "exitless-guest: arch_timer and IPI counts rose on all $vcpus CPUs" \
+		--expect "exitless-guest: test done" \
+		--expect "VM 'linux' powered off" \
+		--expect "exits for interrupt acknowledge and completion .*: 0" \
+		--expect "all VMs are off: powering the machine off" \
+		--forbid "counts did not rise"
+}
+V3LINES="GICv3: CPU1: found redistributor 1 region 0:0x00000000080c0000"
+linux linux-gicv3-a72 linux-test cortex-a72 2 "$V3LINES"
+linux linux-gicv3-max linux-test max 2 "$V3LINES"
+linux linux-gicv3-smp4 linux-smp4-test cortex-a72 4 \
+	"GICv3: CPU3: found redistributor 3 region 0:0x0000000008100000"
 
 if ((fails)); then
 	echo "boot tests: $fails failed"

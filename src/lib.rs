@@ -11,7 +11,7 @@
 //!   tree describes the machine, how page tables are laid out, what a syndrome means. It never
 //!   touches hardware: no `asm!`, no volatile access, no system register. It builds on the host
 //!   and is unit-tested there with `cargo test` (`make test-host`).
-//! * **The hardware shell** (`boot`, `arch`, `drivers`) moves values between the hardware and the
+//! * **The hardware shell** (`boot`, `arch`, `drivers`, `hv`) moves values between the hardware and the
 //!   core: it reads a syndrome register into a value the core decodes, writes a table the core
 //!   built into TTBR0_EL2, pokes the UART. It is compiled only for the bare-metal target
 //!   (`target_os = "none"`) and is tested by booting it under QEMU (`make test-qemu`).
@@ -27,11 +27,15 @@
 
 extern crate alloc;
 
+pub mod dev;
 pub mod gic;
 pub mod mm;
 pub mod platform;
 pub mod trap;
 pub mod util;
+pub mod vcpu;
+pub mod vgic;
+pub mod vm;
 
 #[cfg(target_os = "none")]
 pub mod arch;
@@ -39,3 +43,5 @@ pub mod arch;
 pub mod boot;
 #[cfg(target_os = "none")]
 pub mod drivers;
+#[cfg(target_os = "none")]
+pub mod hv;

@@ -226,6 +226,7 @@ extern "C" fn primary_main(dtb_pa: u64, el: u64, load: u64) -> ! {
         );
     }
 
+    crate::hv::register_cpu(0);
     let online = secondary::start_all(&info);
     log::info!("all {online} CPUs online");
     if online < info.cpus.len() {
@@ -235,8 +236,7 @@ extern "C" fn primary_main(dtb_pa: u64, el: u64, load: u64) -> ! {
             info.cpus.len()
         );
     }
-    log::info!("nothing to run yet: powering off");
-    power_off()
+    crate::hv::start(&info, online)
 }
 
 fn log_memory(info: &PlatformInfo<'_>, heap: crate::mm::MemRange) {

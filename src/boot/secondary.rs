@@ -116,6 +116,7 @@ extern "C" fn secondary_main(cpu: u64) -> ! {
     if let Some(Err(e)) = result {
         log::error!("CPU {cpu}: GIC CPU interface: {e}");
     }
+    crate::hv::register_cpu(cpu as usize);
     ONLINE[cpu as usize].store(true, Ordering::Release);
-    arch::halt()
+    crate::hv::secondary_wait(cpu as usize)
 }

@@ -23,7 +23,8 @@ register_structs! {
     #[allow(non_snake_case)]
     pub MiniUartRegs {
         (0x00 => IO: ReadWrite<u32>),
-        (0x04 => _reserved0),
+        (0x04 => IER: ReadWrite<u32>),
+        (0x08 => _reserved0),
         (0x14 => LSR: ReadOnly<u32, LSR::Register>),
         (0x18 => @END),
     }
@@ -53,6 +54,11 @@ impl MiniUart {
             core::hint::spin_loop();
         }
         self.regs.IO.set(byte as u32);
+    }
+
+    /// Enables the receive interrupt (AUX_MU_IER_REG bit 0).
+    pub fn enable_rx_interrupt(&self) {
+        self.regs.IER.set(self.regs.IER.get() | 1);
     }
 
     /// A received byte, if one is waiting.

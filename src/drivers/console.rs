@@ -39,6 +39,14 @@ impl Uart {
             Uart::MiniUart(u) => u.get(),
         }
     }
+
+    /// Enables the receive interrupt.
+    pub fn enable_rx_interrupt(&self) {
+        match self {
+            Uart::Pl011(u) => u.enable_rx_interrupt(),
+            Uart::MiniUart(u) => u.enable_rx_interrupt(),
+        }
+    }
 }
 
 struct Console {
@@ -80,6 +88,26 @@ pub unsafe fn init(info: &UartInfo) {
 /// Writes formatted text to the console (no prefix).
 pub fn print(args: fmt::Arguments<'_>) {
     let _ = CONSOLE.lock().write_fmt(args);
+}
+
+/// Writes raw bytes (a guest's output) to the console; `\n` becomes `\r\n`.
+pub fn write_bytes(bytes: &[u8]) {
+    let c = CONSOLE.lock();
+    if let Some(uart) = &c.uart {
+        for &b in bytes {
+            if b == b'\n' {
+                uart.put(b'\r');
+            }
+            uart.put(b);
+        }
+    }
+}
+
+/// Makes the console UART raise its interrupt when it receives data.
+pub fn enable_rx_interrupt() {
+    if let Some(uart) = &CONSOLE.lock().uart {
+        uart.enable_rx_interrupt();
+    }
 }
 
 /// Writes formatted text even if another CPU holds the console lock (for panics and fatal

@@ -65,3 +65,108 @@ impl Gic {
         }
     }
 }
+
+/// How to reach a physical CPU with an SGI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuTarget {
+    /// MPIDR affinity (GICv3).
+    pub mpidr: u64,
+    /// GICv2 CPU interface bit (read from the banked ITARGETSR0).
+    pub v2_mask: u8,
+}
+
+/// The priority exitless gives every physical interrupt it takes.
+const PRIORITY: u8 = 0xa0;
+
+impl Gic {
+    /// This CPU's SGI target (call on the CPU itself).
+    pub fn this_cpu_target(&self) -> CpuTarget {
+        let v2_mask = match self {
+            Gic::V2(g) => g.cpu_target_byte() as u8,
+            Gic::V3(_) => 0,
+        };
+        CpuTarget {
+            mpidr: crate::arch::mpidr(),
+            v2_mask,
+        }
+    }
+
+    /// Acknowledges the highest-priority pending interrupt; `None` if there is none (1023).
+    pub fn ack(&self) -> Option<u32> {
+        let id = match self {
+            Gic::V2(g) => g.ack(),
+            Gic::V3(_) => super::gicv3::cpuif::ack(),
+        };
+        (id < 1020).then_some(id)
+    }
+
+    /// Priority drop (EOImode=1): the interrupt stays active until [`Gic::deactivate`] or the
+    /// guest's completion of a linked virtual interrupt.
+    pub fn eoi(&self, intid: u32) {
+        match self {
+            Gic::V2(g) => g.eoi(intid),
+            Gic::V3(_) => super::gicv3::cpuif::eoi(intid),
+        }
+    }
+
+    /// Deactivates a physical interrupt.
+    pub fn deactivate(&self, intid: u32) {
+        match self {
+            Gic::V2(g) => g.deactivate(intid),
+            Gic::V3(_) => super::gicv3::cpuif::deactivate(intid),
+        }
+    }
+
+    /// Sends SGI `sgi` to the physical CPU `target`.
+    pub fn send_sgi(&self, target: CpuTarget, sgi: u32) {
+        match self {
+            Gic::V2(g) => g.send_sgi(target.v2_mask, sgi),
+            Gic::V3(_) => super::gicv3::cpuif::send_sgi(target.mpidr, sgi),
+        }
+    }
+
+    /// Enables SGI or PPI `intid` on the calling CPU.
+    pub fn enable_private(&self, intid: u32) {
+        match self {
+            Gic::V2(g) => g.enable_private(intid, PRIORITY),
+            Gic::V3(g) => g.enable_private(intid, PRIORITY),
+        }
+    }
+
+    /// Enables SPI `intid`, delivered to `target`.
+    pub fn enable_spi(&self, intid: u32, target: CpuTarget, level: bool) {
+        match self {
+            Gic::V2(g) => g.enable_spi(intid, PRIORITY, target.v2_mask, level),
+            Gic::V3(g) => g.enable_spi(intid, PRIORITY, target.mpidr, level),
+        }
+    }
+
+    /// Writes a vCPU's list registers and hypervisor control register.
+    pub fn load_lrs(
+        &self,
+        shadow: &crate::vgic::cpu_if::CpuIfShadow,
+        lr_count: usize,
+        prev: usize,
+    ) {
+        match self {
+            Gic::V2(g) => g.load_lrs(shadow, prev),
+            Gic::V3(_) => super::gicv3::cpuif::load_lrs(shadow, lr_count, prev),
+        }
+    }
+
+    /// Reads them back after the vCPU exited.
+    pub fn save_lrs(&self, shadow: &mut crate::vgic::cpu_if::CpuIfShadow) {
+        match self {
+            Gic::V2(g) => g.save_lrs(shadow),
+            Gic::V3(_) => super::gicv3::cpuif::save_lrs(shadow),
+        }
+    }
+
+    /// Resets the virtual CPU interface for a vCPU that starts afresh.
+    pub fn reset_virtual(&self, lr_count: usize) {
+        match self {
+            Gic::V2(g) => g.reset_virtual(lr_count),
+            Gic::V3(_) => super::gicv3::cpuif::reset_virtual(lr_count),
+        }
+    }
+}

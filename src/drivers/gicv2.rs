@@ -114,7 +114,7 @@ impl GicV2 {
     }
 
     /// Number of interrupt IDs the distributor implements.
-    fn irq_count(&self) -> usize {
+    pub fn irq_count(&self) -> usize {
         (32 * ((self.gicd.TYPER.get() & 0x1f) as usize + 1)).min(1020)
     }
 
@@ -171,5 +171,101 @@ impl GicV2 {
     /// GICD_IIDR, GICC_IIDR.
     pub fn iidr(&self) -> (u32, u32) {
         (self.gicd.IIDR.get(), self.gicc.IIDR.get())
+    }
+}
+
+/// GICH_VMCR.VEM (bit 9): the guest's EOImode.
+const GICH_VMCR_VEM: u32 = 1 << 9;
+
+impl GicV2 {
+    /// GICC_IAR: acknowledges the highest-priority pending interrupt (interrupt ID in 9:0; the
+    /// source CPU of an SGI in 12:10 is dropped: the hypervisor's own SGIs do not need it).
+    pub fn ack(&self) -> u32 {
+        self.gicc.IAR.get() & 0x3ff
+    }
+
+    /// GICC_EOIR: priority drop (EOImode=1: the interrupt stays active).
+    pub fn eoi(&self, intid: u32) {
+        self.gicc.EOIR.set(intid);
+    }
+
+    /// GICC_DIR: deactivation.
+    pub fn deactivate(&self, intid: u32) {
+        self.gicc.DIR.set(intid);
+    }
+
+    /// GICD_SGIR: SGI `sgi` to the CPU interfaces in `targets`.
+    pub fn send_sgi(&self, targets: u8, sgi: u32) {
+        // TargetListFilter 0 (use the list), CPUTargetList 23:16, SGIINTID 3:0.
+        self.gicd.SGIR.set((targets as u32) << 16 | (sgi & 0xf));
+    }
+
+    /// Enables SGI/PPI `intid` on the running CPU at `priority` (banked registers).
+    pub fn enable_private(&self, intid: u32, priority: u8) {
+        self.set_priority(intid, priority);
+        self.gicd.ISENABLER[0].set(1 << intid);
+    }
+
+    fn set_priority(&self, intid: u32, priority: u8) {
+        let i = intid as usize;
+        let reg = &self.gicd.IPRIORITYR[i / 4];
+        let shift = (i % 4) * 8;
+        reg.set((reg.get() & !(0xff << shift)) | (priority as u32) << shift);
+    }
+
+    /// Enables SPI `intid` at `priority`, targeted at the CPU interfaces in `targets`.
+    pub fn enable_spi(&self, intid: u32, priority: u8, targets: u8, level: bool) {
+        let i = intid as usize;
+        if !(32..self.irq_count()).contains(&i) {
+            return;
+        }
+        self.set_priority(intid, priority);
+        let t = &self.gicd.ITARGETSR[i / 4];
+        let shift = (i % 4) * 8;
+        t.set((t.get() & !(0xff << shift)) | (targets as u32) << shift);
+        let cfg = &self.gicd.ICFGR[i / 16];
+        let bit = 2 << ((i % 16) * 2);
+        cfg.set(if level {
+            cfg.get() & !bit
+        } else {
+            cfg.get() | bit
+        });
+        self.gicd.ISENABLER[i / 32].set(1 << (i % 32));
+    }
+
+    /// Writes the list registers and GICH_HCR from `shadow` (zeros in LRs used before).
+    pub fn load_lrs(&self, shadow: &crate::vgic::cpu_if::CpuIfShadow, previously_used: usize) {
+        for n in 0..shadow.lrs.len().min(self.gich.LR.len()) {
+            if n < shadow.used || n < previously_used {
+                self.gich.LR[n].set(shadow.lrs[n] as u32);
+            }
+        }
+        self.gich.HCR.set(shadow.hcr as u32);
+    }
+
+    /// Reads back the list registers flush used, GICH_HCR (EOICount) and the guest's EOImode,
+    /// and disables the virtual interface while the hypervisor runs.
+    pub fn save_lrs(&self, shadow: &mut crate::vgic::cpu_if::CpuIfShadow) {
+        for n in 0..shadow.used.min(self.gich.LR.len()) {
+            shadow.lrs[n] = self.gich.LR[n].get() as u64;
+        }
+        shadow.hcr = self.gich.HCR.get() as u64;
+        shadow.eoimode1 = self.gich.VMCR.get() & GICH_VMCR_VEM != 0;
+        self.gich.HCR.set(0);
+    }
+
+    /// GICH_MISR.
+    pub fn misr(&self) -> u64 {
+        self.gich.MISR.get() as u64
+    }
+
+    /// Resets the guest's view of the virtual CPU interface: GICH_VMCR, GICH_APR, every LR.
+    pub fn reset_virtual(&self, lr_count: usize) {
+        self.gich.VMCR.set(0);
+        self.gich.APR.set(0);
+        for lr in self.gich.LR.iter().take(lr_count) {
+            lr.set(0);
+        }
+        self.gich.HCR.set(0);
     }
 }

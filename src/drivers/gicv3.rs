@@ -164,7 +164,8 @@ impl GicV3 {
         log::warn!("GICD_CTLR.RWP stuck at 1");
     }
 
-    fn irq_count(&self) -> usize {
+    /// Number of interrupt IDs the distributor implements.
+    pub fn irq_count(&self) -> usize {
         (32 * ((self.gicd.TYPER.get() & 0x1f) as usize + 1)).min(1020)
     }
 
@@ -309,5 +310,150 @@ impl GicV3 {
     /// GICD_IIDR.
     pub fn iidr(&self) -> u32 {
         self.gicd.IIDR.get()
+    }
+}
+
+/// ICH_LR<n>_EL2 by index (the register names are part of the instruction encoding).
+macro_rules! lr_access {
+    ($n:expr, $read:ident, $v:ident, $( $i:literal => $enc:literal ),* ) => {
+        match $n {
+            $( $i => if $read { $v = read_sysreg!($enc) } else { write_sysreg!($enc, $v) }, )*
+            _ => {}
+        }
+    };
+}
+
+fn lr_op(n: usize, read: bool, v: &mut u64) {
+    let mut val = *v;
+    lr_access!(n, read, val,
+        0 => "S3_4_C12_C12_0", 1 => "S3_4_C12_C12_1", 2 => "S3_4_C12_C12_2",
+        3 => "S3_4_C12_C12_3", 4 => "S3_4_C12_C12_4", 5 => "S3_4_C12_C12_5",
+        6 => "S3_4_C12_C12_6", 7 => "S3_4_C12_C12_7", 8 => "S3_4_C12_C13_0",
+        9 => "S3_4_C12_C13_1", 10 => "S3_4_C12_C13_2", 11 => "S3_4_C12_C13_3",
+        12 => "S3_4_C12_C13_4", 13 => "S3_4_C12_C13_5", 14 => "S3_4_C12_C13_6",
+        15 => "S3_4_C12_C13_7");
+    *v = val;
+}
+
+/// ICH_VMCR_EL2.VEOIM (bit 9): the guest's EOImode.
+const ICH_VMCR_VEOIM: u64 = 1 << 9;
+
+/// The GICv3 CPU interface of the running CPU: the physical one (ICC_*) the hypervisor takes
+/// its interrupts through, and the virtual interface control (ICH_*) it programs for the vCPU.
+/// Every function acts on the calling CPU only.
+pub mod cpuif {
+    use super::*;
+    use crate::vgic::cpu_if::CpuIfShadow;
+
+    /// ICC_IAR1_EL1: acknowledges the highest-priority pending group-1 interrupt.
+    pub fn ack() -> u32 {
+        read_sysreg!("S3_0_C12_C12_0") as u32 & 0xff_ffff
+    }
+
+    /// ICC_EOIR1_EL1: priority drop (EOImode=1: the interrupt stays active).
+    pub fn eoi(intid: u32) {
+        write_sysreg!("S3_0_C12_C12_1", intid as u64);
+    }
+
+    /// ICC_DIR_EL1: deactivation.
+    pub fn deactivate(intid: u32) {
+        write_sysreg!("S3_0_C12_C11_1", intid as u64);
+    }
+
+    /// ICC_SGI1R_EL1: SGI `sgi` to the CPU with affinity `mpidr`.
+    pub fn send_sgi(mpidr: u64, sgi: u32) {
+        let aff0 = mpidr & 0xf;
+        let v = ((mpidr >> 8) & 0xff) << 16 // Aff1
+            | ((mpidr >> 16) & 0xff) << 32 // Aff2
+            | ((mpidr >> 32) & 0xff) << 48 // Aff3
+            | ((mpidr & 0xf0) >> 4) << 44 // RS: Aff0 / 16
+            | (sgi as u64 & 0xf) << 24
+            | 1 << aff0;
+        // SAFETY: generating an SGI only signals another CPU; it touches no memory.
+        unsafe { asm!("dsb ishst", "msr S3_0_C12_C11_5, {}", "isb", in(reg) v, options(nostack)) };
+    }
+
+    /// Writes the list registers and ICH_HCR_EL2 from `shadow` (zeros in unused LRs).
+    pub fn load_lrs(shadow: &CpuIfShadow, lr_count: usize, previously_used: usize) {
+        for n in 0..lr_count.min(shadow.lrs.len()) {
+            if n < shadow.used || n < previously_used {
+                let mut v = shadow.lrs[n];
+                lr_op(n, false, &mut v);
+            }
+        }
+        write_sysreg!("S3_4_C12_C11_0", shadow.hcr);
+    }
+
+    /// Reads back the list registers flush used, ICH_HCR_EL2 (EOIcount) and the guest's
+    /// EOImode.
+    pub fn save_lrs(shadow: &mut CpuIfShadow) {
+        for n in 0..shadow.used {
+            let mut v = 0;
+            lr_op(n, true, &mut v);
+            shadow.lrs[n] = v;
+        }
+        shadow.hcr = read_sysreg!("S3_4_C12_C11_0");
+        shadow.eoimode1 = read_sysreg!("S3_4_C12_C11_7") & ICH_VMCR_VEOIM != 0;
+        // Turn the interface off while the hypervisor runs: no maintenance interrupt from the
+        // previous state, nothing the guest cannot see.
+        write_sysreg!("S3_4_C12_C11_0", 0);
+    }
+
+    /// ICH_MISR_EL2 (why a maintenance interrupt fired).
+    pub fn misr() -> u64 {
+        read_sysreg!("S3_4_C12_C11_2")
+    }
+
+    /// Resets the guest's view of the virtual CPU interface (a vCPU starting afresh):
+    /// ICH_VMCR_EL2 and the active-priority registers zero, every LR empty.
+    pub fn reset_virtual(lr_count: usize) {
+        write_sysreg!("S3_4_C12_C11_7", 0);
+        write_sysreg!("S3_4_C12_C8_0", 0);
+        write_sysreg!("S3_4_C12_C9_0", 0);
+        for n in 0..lr_count {
+            let mut z = 0;
+            lr_op(n, false, &mut z);
+        }
+        write_sysreg!("S3_4_C12_C11_0", 0);
+    }
+}
+
+impl GicV3 {
+    /// The running CPU's redistributor SGI frame.
+    fn my_sgi_frame(&self) -> Option<MmioRef<GicrSgiRegs>> {
+        let base = self.my_redist()?;
+        // SAFETY: the SGI frame follows RD_base inside the mapped redistributor region.
+        Some(unsafe { MmioRef::new(base + GICR_SGI_OFFSET) })
+    }
+
+    /// Enables SGI/PPI `intid` on the running CPU at `priority`.
+    pub fn enable_private(&self, intid: u32, priority: u8) {
+        let Some(sgi) = self.my_sgi_frame() else {
+            return;
+        };
+        let reg = &sgi.IPRIORITYR[(intid / 4) as usize];
+        let shift = (intid % 4) * 8;
+        reg.set((reg.get() & !(0xff << shift)) | (priority as u32) << shift);
+        sgi.ISENABLER0.set(1 << intid);
+    }
+
+    /// Enables SPI `intid` at `priority`, routed to the CPU with affinity `mpidr`.
+    pub fn enable_spi(&self, intid: u32, priority: u8, mpidr: u64, level: bool) {
+        let i = intid as usize;
+        if !(32..self.irq_count()).contains(&i) {
+            return;
+        }
+        let reg = &self.gicd.IPRIORITYR[i / 4];
+        let shift = (i % 4) * 8;
+        reg.set((reg.get() & !(0xff << shift)) | (priority as u32) << shift);
+        let cfg = &self.gicd.ICFGR[i / 16];
+        let bit = 2 << ((i % 16) * 2);
+        cfg.set(if level {
+            cfg.get() & !bit
+        } else {
+            cfg.get() | bit
+        });
+        self.gicd.IROUTER[i - 32].set(mpidr & crate::platform::MPIDR_AFFINITY_MASK);
+        self.gicd.ISENABLER[i / 32].set(1 << (i % 32));
     }
 }

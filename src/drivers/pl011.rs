@@ -38,9 +38,18 @@ register_structs! {
         (0x018 => FR: ReadOnly<u32, FR::Register>),
         (0x01c => _reserved1),
         (0x030 => CR: ReadWrite<u32, CR::Register>),
-        (0x034 => @END),
+        (0x034 => IFLS: ReadWrite<u32>),
+        (0x038 => IMSC: ReadWrite<u32>),
+        (0x03c => _reserved2),
+        (0x044 => ICR: ReadWrite<u32>),
+        (0x048 => @END),
     }
 }
+
+/// UARTIMSC receive interrupt mask bit.
+const IMSC_RXIM: u32 = 1 << 4;
+/// UARTIMSC receive timeout interrupt mask bit.
+const IMSC_RTIM: u32 = 1 << 6;
 
 /// A PL011 used by polling.
 pub struct Pl011 {
@@ -81,6 +90,15 @@ impl Pl011 {
         } else {
             Some(self.regs.DR.get() as u8)
         }
+    }
+
+    /// Enables the receive and receive-timeout interrupts (UARTIMSC.RXIM, RTIM), so input
+    /// raises the UART's interrupt line; reading the data clears them.
+    pub fn enable_rx_interrupt(&self) {
+        self.regs.ICR.set(IMSC_RXIM | IMSC_RTIM);
+        self.regs
+            .IMSC
+            .set(self.regs.IMSC.get() | IMSC_RXIM | IMSC_RTIM);
     }
 
     /// Waits until everything queued has left the wire.

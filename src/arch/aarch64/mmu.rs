@@ -88,9 +88,14 @@ fn page_range(r: MemRange) -> (u64, u64) {
     (start, end - start)
 }
 
+/// ID_AA64MMFR0_EL1.PARange: the CPU's physical address size.
+pub fn parange() -> u8 {
+    ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange) as u8
+}
+
 /// Builds the EL2 identity map for `info` and `image`. MMU still off afterwards.
 pub fn init(info: &PlatformInfo<'_>, image: &ImageLayout) -> Result<(), MapError> {
-    let parange = ID_AA64MMFR0_EL1.read(ID_AA64MMFR0_EL1::PARange) as u8;
+    let parange = parange();
     let pa_bits = pgtable::pa_bits_from_parange(parange).ok_or(MapError::InvalidAddressSize)?;
     let va_bits = pa_bits.clamp(pgtable::MIN_INPUT_BITS, pgtable::MAX_INPUT_BITS);
     let mut pool = POOL.lock();

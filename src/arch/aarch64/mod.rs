@@ -8,6 +8,7 @@ pub mod exception;
 pub mod mmu;
 pub mod psci;
 pub mod timer;
+pub mod vcpu;
 
 use aarch64_cpu::asm;
 use aarch64_cpu::registers::{CurrentEL, MPIDR_EL1, Readable, TPIDR_EL2};

@@ -34,6 +34,14 @@
     mov     x1, #\kind
 .endm
 
+// A guest exit: keep the guest's x0/x1, say which vector, and switch back (guest.S).
+.macro GUEST_EXIT kind
+    .balign 0x80
+    stp     x0, x1, [sp, #-16]!
+    mov     x0, #\kind
+    b       __guest_exit
+.endm
+
 .macro UNEXPECTED kind
     .balign 0x80
     SAVE_FRAME \kind
@@ -56,13 +64,13 @@ __el2_vectors:
     UNEXPECTED 5
     UNEXPECTED 6
     UNEXPECTED 7
-    // Lower EL, AArch64 (a guest's EL1 or EL0).
-    UNEXPECTED 8
-    UNEXPECTED 9
-    UNEXPECTED 10
-    UNEXPECTED 11
-    // Lower EL, AArch32 (a guest's 32-bit EL0).
-    UNEXPECTED 12
-    UNEXPECTED 13
-    UNEXPECTED 14
-    UNEXPECTED 15
+    // Lower EL, AArch64 (a guest's EL1 or EL0): sync, IRQ, FIQ, SError.
+    GUEST_EXIT 0
+    GUEST_EXIT 1
+    GUEST_EXIT 2
+    GUEST_EXIT 3
+    // Lower EL, AArch32 (a guest's 32-bit EL0): the same exits.
+    GUEST_EXIT 0
+    GUEST_EXIT 1
+    GUEST_EXIT 2
+    GUEST_EXIT 3

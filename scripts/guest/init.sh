@@ -1,0 +1,67 @@
+#!/bin/sh
+# scripts/guest/init.sh: /init of the exitless guest initramfs (scripts/mk-initramfs.sh copies
+# it in). Runs as PID 1 under busybox sh, in a Linux VM of exitless or on plain QEMU.
+#
+#   exitless.test=boot on the kernel command line: the boot self-test. Prints /proc/interrupts,
+#   the GIC/ITS lines of the kernel log, runs a short task on every CPU (timer events and
+#   wake-up IPIs everywhere) for 2 s, prints /proc/interrupts again, says whether the timer and
+#   the IPI counts grew on every CPU, prints "exitless-guest: test done" and powers off.
+#   Otherwise: an interactive shell on the console; the VM powers off when it exits.
+#
+# Every line it prints itself starts with "exitless-guest: " so that a test can match it.
+
+export PATH=/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+echo "exitless-guest: init started on $(nproc) CPUs"
+
+case " $(cat /proc/cmdline) " in
+*" exitless.test=boot "*)
+	echo "exitless-guest: boot self-test"
+	echo "exitless-guest: /proc/interrupts (1)"
+	cat /proc/interrupts
+	echo "exitless-guest: kernel log, GIC lines"
+	dmesg | grep -i -E 'gic|its'
+	cat /proc/interrupts >/tmp/irq1
+	n=$(nproc)
+	for round in 1 2 3 4; do
+		cpu=0
+		while [ "$cpu" -lt "$n" ]; do
+			taskset -c "$cpu" sleep 0.1 &
+			cpu=$((cpu + 1))
+		done
+		wait
+		sleep 0.4
+	done
+	cat /proc/interrupts >/tmp/irq2
+	echo "exitless-guest: /proc/interrupts (2)"
+	cat /tmp/irq2
+	# Per CPU: the arch_timer count and the sum of all IPI counts must have grown.
+	awk -v n="$n" '
+		function grab(arr) {
+			if ($NF == "arch_timer") for (i = 2; i <= n + 1; i++) arr["timer", i - 2] = $i
+			if ($1 ~ /^IPI[0-9]+:$/) for (i = 2; i <= n + 1; i++) arr["ipi", i - 2] += $i
+		}
+		FNR == NR { grab(a); next }
+		{ grab(b) }
+		END {
+			bad = ""
+			for (c = 0; c < n; c++) {
+				if (b["timer", c] <= a["timer", c]) bad = bad " timer/CPU" c
+				if (b["ipi", c] <= a["ipi", c]) bad = bad " IPI/CPU" c
+			}
+			if (bad == "") print "exitless-guest: arch_timer and IPI counts rose on all " n " CPUs"
+			else print "exitless-guest: counts did not rise:" bad
+		}' /tmp/irq1 /tmp/irq2
+	echo "exitless-guest: test done"
+	sync
+	poweroff -f
+	;;
+esac
+
+echo "exitless-guest: interactive shell (busybox); 'exit' powers the VM off"
+setsid cttyhack sh
+echo "exitless-guest: shell exited, powering off"
+sync
+poweroff -f

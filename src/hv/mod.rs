@@ -1,0 +1,352 @@
+//! The hypervisor proper, hardware side: from the boot loader's initrd (the VM bundle) to VMs
+//! running on their physical CPUs.
+//!
+//! * [`start`] (boot CPU): reads the bundle, checks the configuration against the machine,
+//!   creates each VM (memory, stage-2 tables, images, device tree, vGIC), pins vCPUs to
+//!   physical CPUs (VM 0's vCPUs on CPUs 0.., the next VM's after them), releases the other CPUs
+//!   and runs its own vCPU.
+//! * [`run`]: the per-CPU loop: wait until the pinned vCPU is powered on (PSCI), run it, apply
+//!   what each exit asks, stop or reset its VM when the guest says so.
+//! * [`irq`]: physical interrupts taken while a guest runs.
+//! * [`console`]: guest console output, console input and its command key.
+//!
+//! A user's mistake (no bundle, a bad configuration, a missing image, too little memory) ends
+//! the boot with one line that names it and what to do.
+
+pub mod console;
+pub mod irq;
+pub mod memory;
+pub mod run;
+
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use spin::{Mutex, Once};
+
+use crate::arch::{self, timer};
+use crate::drivers::gic::{self, CpuTarget};
+use crate::platform::{GicInfo, GicVersion, MAX_CPUS, PlatformInfo};
+use crate::vm::bundle::Bundle;
+use crate::vm::config::{Config, HostLimits};
+use crate::vm::fdt::{GuestDt, TimerPpis};
+use crate::vm::image::{self, DTB_MAX_SIZE, LoadPlan};
+use crate::vm::machine::{Vm, VmHost};
+use crate::vm::traps::{self, CpuFeatures};
+use memory::GuestMemory;
+
+/// The physical SGI exitless uses to make another CPU leave its guest.
+pub const KICK_SGI: u32 = 0;
+
+/// What a physical CPU knows about itself and its vCPU.
+pub struct Pcpu {
+    /// How to send it an SGI.
+    pub target: Once<CpuTarget>,
+    /// The (VM, vCPU) pinned to it.
+    pub vcpu: Once<Option<(usize, usize)>>,
+}
+
+/// Every physical CPU, by logical number.
+pub static PCPUS: [Pcpu; MAX_CPUS] = [const {
+    Pcpu {
+        target: Once::new(),
+        vcpu: Once::new(),
+    }
+}; MAX_CPUS];
+
+/// A VM and what the hardware side keeps for it.
+pub struct VmRuntime {
+    /// The VM model.
+    pub vm: Vm,
+    /// Its memory and stage-2 tables.
+    pub mem: Mutex<GuestMemory>,
+    /// The images, for SYSTEM_RESET (they stay in the bundle, in reserved memory).
+    pub kernel: &'static [u8],
+    /// The initrd image.
+    pub initrd: Option<&'static [u8]>,
+    /// Where things go in guest RAM.
+    pub plan: LoadPlan,
+    /// The guest device tree.
+    pub dtb: Vec<u8>,
+    /// The EL2 controls its vCPUs run under (VMPIDR is set per vCPU).
+    pub control: arch::vcpu::GuestControl,
+    /// Set once every vCPU has stopped after SYSTEM_OFF.
+    pub stopped: AtomicBool,
+}
+
+/// The VMs, once created.
+pub static VMS: Once<Vec<VmRuntime>> = Once::new();
+static STARTED: AtomicBool = AtomicBool::new(false);
+static PLATFORM: Once<HwFacts> = Once::new();
+
+/// Platform facts the runtime needs after boot.
+#[derive(Debug, Clone, Copy)]
+pub struct HwFacts {
+    /// List registers.
+    pub lr_count: usize,
+    /// The maintenance interrupt.
+    pub maintenance: u32,
+    /// Physical EL1 virtual timer PPI.
+    pub vtimer: u32,
+    /// Physical EL1 physical timer PPI.
+    pub ptimer: u32,
+    /// The console UART's interrupt.
+    pub uart_irq: Option<u32>,
+}
+
+/// The platform facts.
+pub fn hw() -> &'static HwFacts {
+    PLATFORM.get().expect("hv::start ran")
+}
+
+/// Records how to reach the calling CPU (every CPU calls it once, at bring-up).
+pub fn register_cpu(cpu: usize) {
+    if let (Some(slot), Some(g)) = (PCPUS.get(cpu), gic::get()) {
+        slot.target.call_once(|| g.this_cpu_target());
+    }
+}
+
+/// A secondary CPU waits here until the boot CPU has created the VMs, then runs its vCPU.
+pub fn secondary_wait(cpu: usize) -> ! {
+    while !STARTED.load(Ordering::Acquire) {
+        aarch64_cpu::asm::wfe();
+    }
+    run::pcpu_main(cpu)
+}
+
+/// Ends the boot because of a user's mistake with VMs: one line, then power off.
+fn refuse(args: core::fmt::Arguments<'_>) -> ! {
+    log::error!("{args}");
+    crate::boot::power_off()
+}
+
+/// Creates the VMs described by the bundle in the initrd and runs them. Never returns.
+pub fn start(info: &PlatformInfo<'_>, online: usize) -> ! {
+    let facts = gic::get().map(|g| g.facts()).expect("GIC initialised");
+    let timer = info
+        .timer
+        .unwrap_or_else(|| refuse(format_args!("the device tree has no timer")));
+    PLATFORM.call_once(|| HwFacts {
+        lr_count: facts.lr_count as usize,
+        maintenance: info
+            .gic
+            .as_ref()
+            .and_then(GicInfo::maintenance)
+            .map_or(25, |m| m.intid),
+        vtimer: timer.virt.intid,
+        ptimer: timer.phys.intid,
+        uart_irq: info.console.ok().and_then(|u| u.irq).map(|i| i.intid),
+    });
+    let Some(initrd) = info.initrd else {
+        refuse(format_args!(
+            "no VM bundle: the boot loader loaded no initrd. Build one with \
+             scripts/mkbundle.py and pass it as the initrd (QEMU: -initrd bundle.cpio; `make run` \
+             does it)"
+        ));
+    };
+    // SAFETY: the device tree's /chosen names this range as the initrd the boot loader loaded;
+    // it is reserved (never allocated), mapped read-only at EL2, and never written, so a shared
+    // 'static slice of it is sound.
+    let blob: &'static [u8] =
+        unsafe { core::slice::from_raw_parts(initrd.start as *const u8, initrd.size() as usize) };
+    let bundle = Bundle::parse(blob).unwrap_or_else(|e| {
+        refuse(format_args!(
+            "the initrd is not a valid exitless VM bundle: {e}"
+        ))
+    });
+    let text = bundle.config().unwrap_or_else(|| {
+        refuse(format_args!(
+            "the VM bundle has no {} (build it with scripts/mkbundle.py)",
+            crate::vm::bundle::CONFIG_FILE
+        ))
+    });
+    let config = Config::parse_bytes(text)
+        .unwrap_or_else(|e| refuse(format_args!("{}: {e}", crate::vm::bundle::CONFIG_FILE)));
+    let (vtcr, ipa_bits) = memory::stage2_params();
+    let free = crate::boot::heap::PHYS
+        .lock()
+        .as_ref()
+        .map_or(0, |p| p.total_free());
+    let limits = HostLimits {
+        cpus: online,
+        free_memory: free,
+        gic: facts.version,
+        gicv2_compat: matches!(&info.gic, Some(GicInfo::V3(g)) if g.v2_compat.is_some()),
+        ipa_bits,
+    };
+    if let Err(e) = config
+        .check(&limits)
+        .and_then(|()| config.check_files(&bundle))
+    {
+        refuse(format_args!("{}: {e}", crate::vm::bundle::CONFIG_FILE));
+    }
+
+    let features = CpuFeatures {
+        pfr0: arch::vcpu::read_id_reg(crate::trap::esr::SysRegId::new(3, 0, 0, 4, 0)),
+        isar1: arch::vcpu::read_id_reg(crate::trap::esr::SysRegId::new(3, 0, 0, 6, 1)),
+        isar2: arch::vcpu::read_id_reg(crate::trap::esr::SysRegId::new(3, 0, 0, 6, 2)),
+        mmfr1: arch::vcpu::read_id_reg(crate::trap::esr::SysRegId::new(3, 0, 0, 7, 1)),
+    };
+    let mut vms = Vec::new();
+    let mut next_pcpu = 0;
+    for (id, vc) in config.vms.into_iter().enumerate() {
+        let name = vc.name.clone();
+        let rt = create_vm(id, vc, &bundle, info, next_pcpu, vtcr, ipa_bits, &features)
+            .unwrap_or_else(|e| refuse(format_args!("VM '{name}': {e}")));
+        for v in 0..rt.vm.vcpus.len() {
+            PCPUS[next_pcpu + v].vcpu.call_once(|| Some((id, v)));
+        }
+        next_pcpu += rt.vm.vcpus.len();
+        vms.push(rt);
+    }
+    for p in &PCPUS {
+        p.vcpu.call_once(|| None);
+    }
+    for rt in &vms {
+        log::info!(
+            "VM '{}': {} vCPUs on CPUs {}..{}, {} MiB at IPA {:#x} (host {:#x}), vGICv{}, kernel \
+             at {:#x}, {}device tree at {:#x}",
+            rt.vm.name(),
+            rt.vm.vcpus.len(),
+            rt.vm.vcpus[0].pcpu,
+            rt.vm.vcpus[rt.vm.vcpus.len() - 1].pcpu,
+            rt.vm.layout.ram.size() >> 20,
+            rt.vm.layout.ram.start,
+            rt.mem.lock().pa.start,
+            if rt.vm.config.gic == GicVersion::V2 {
+                2
+            } else {
+                3
+            },
+            rt.plan.entry,
+            if rt.initrd.is_some() { "initrd, " } else { "" },
+            rt.plan.dtb.start,
+        );
+    }
+    VMS.call_once(|| vms);
+    console::init();
+    STARTED.store(true, Ordering::Release);
+    arch::send_event();
+    log::info!(
+        "running {} VM(s); console input goes to '{}' (Ctrl-] h for the console commands)",
+        VMS.get().map_or(0, Vec::len),
+        console::focus_name()
+    );
+    run::pcpu_main(0)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn create_vm(
+    id: usize,
+    vc: crate::vm::config::VmConfig,
+    bundle: &Bundle<'static>,
+    info: &PlatformInfo<'_>,
+    first_pcpu: usize,
+    vtcr: u64,
+    ipa_bits: u8,
+    features: &CpuFeatures,
+) -> Result<VmRuntime, alloc::string::String> {
+    use alloc::string::ToString;
+    let kernel = bundle
+        .file(&vc.kernel)
+        .ok_or("kernel missing from the bundle")?;
+    let initrd = match &vc.initrd {
+        Some(n) => Some(bundle.file(n).ok_or("initrd missing from the bundle")?),
+        None => None,
+    };
+    let plan = image::plan(
+        vc.layout.ram,
+        kernel,
+        initrd.map(|i| i.len() as u64),
+        DTB_MAX_SIZE,
+    )
+    .map_err(|e| e.to_string())?;
+    let timer = info.timer.map_or(TimerPpis::default(), |t| TimerPpis {
+        secure_phys: t.secure_phys.intid,
+        phys: t.phys.intid,
+        virt: t.virt.intid,
+        hyp: t.hyp_phys.intid,
+    });
+    let dtb = crate::vm::fdt::build(&GuestDt {
+        name: &vc.name,
+        vcpus: vc.vcpus,
+        layout: &vc.layout,
+        gic: vc.gic,
+        bootargs: &vc.bootargs,
+        initrd: plan.initrd,
+        timer_ppis: timer,
+        its: false,
+        passthrough: &vc.passthrough,
+    })
+    .map_err(|e| e.to_string())?;
+    let mut mem = GuestMemory::new(vc.layout.ram, ipa_bits).map_err(|e| e.to_string())?;
+    if vc.gic == GicVersion::V2 {
+        let gicv = match &info.gic {
+            Some(GicInfo::V2(g)) => g.gicv,
+            Some(GicInfo::V3(g)) => g.v2_compat.map(|(_, _, v)| v),
+            None => None,
+        }
+        .ok_or("vGICv2 needs the GIC's virtual CPU interface frame (GICV)")?;
+        // The guest's GICC page pair is the hardware's GICV: IAR/EOIR/DIR/PMR without exits.
+        mem.map_device(vc.layout.gicc, gicv.start, 0x2000)
+            .map_err(|e| e.to_string())?;
+    }
+    for p in &vc.passthrough {
+        for r in &p.mmio {
+            mem.map_device(r.start, r.start, r.size())
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    let host = VmHost {
+        lr_count: gic::get().map_or(4, |g| g.facts().lr_count as usize),
+        pri_bits: gic::get().map_or(5, |g| g.facts().pri_bits),
+        first_pcpu,
+    };
+    let vm = Vm::new(id, vc, &host, (plan.entry, plan.dtb.start)).map_err(|e| e.to_string())?;
+    let vmid = (id + 1) as u64;
+    let control = arch::vcpu::GuestControl {
+        hcr: traps::guest_hcr(features),
+        cptr: traps::guest_cptr(),
+        mdcr: traps::guest_mdcr(arch::vcpu::pmu_counters()),
+        cnthctl: traps::guest_cnthctl(),
+        cntvoff: timer::ticks(),
+        vttbr: vmid << 48 | mem.stage2.root(),
+        vtcr,
+        vmpidr: 0,
+        vpidr: arch::vcpu::midr(),
+    };
+    let rt = VmRuntime {
+        vm,
+        mem: Mutex::new(mem),
+        kernel,
+        initrd,
+        plan,
+        dtb,
+        control,
+        stopped: AtomicBool::new(false),
+    };
+    load_images(&rt)?;
+    Ok(rt)
+}
+
+/// Writes the kernel, initrd and device tree into guest RAM (VM start and SYSTEM_RESET).
+pub fn load_images(rt: &VmRuntime) -> Result<(), &'static str> {
+    let mem = rt.mem.lock();
+    if !mem.load(rt.plan.kernel.start, rt.kernel) {
+        return Err("the kernel does not fit in guest RAM");
+    }
+    if let (Some(data), Some(at)) = (rt.initrd, rt.plan.initrd)
+        && !mem.load(at.start, data)
+    {
+        return Err("the initrd does not fit in guest RAM");
+    }
+    if !mem.load(rt.plan.dtb.start, &rt.dtb) {
+        return Err("the device tree does not fit in guest RAM");
+    }
+    crate::arch::cache::invalidate_icache();
+    Ok(())
+}
+
+/// The platform's GIC version.
+pub fn host_gic_version() -> GicVersion {
+    gic::get().map_or(GicVersion::V3, |g| g.facts().version)
+}

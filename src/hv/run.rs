@@ -1,0 +1,311 @@
+//! The per-CPU run loop: each physical CPU runs the one vCPU pinned to it.
+//!
+//! ```text
+//! loop:  wait (wfe) until the vCPU is powered on (boot, PSCI CPU_ON)
+//!        load: EL2 controls, reset EL1 context, empty virtual CPU interface
+//!        loop:  vGIC flush -> list registers
+//!               enter the guest ........ guest runs, ACK/EOI/DIR/PMR without exits
+//!               list registers -> vGIC fold
+//!               decode the exit, handle it (vm::machine), apply the outcome
+//!        put:   timers off, linked physical interrupts deactivated
+//! ```
+//!
+//! Stopping a VM (SYSTEM_OFF, SYSTEM_RESET): the vCPU that asked marks the VM, kicks the other
+//! vCPUs out of their guests, waits until they are all off, then prints the counters and powers
+//! the machine off (last VM) or reloads the images and restarts vCPU 0.
+
+use core::sync::atomic::Ordering;
+
+use super::{PCPUS, VMS, VmRuntime, console, hw, irq};
+use crate::arch::{self, timer};
+use crate::drivers::gic;
+use crate::vcpu::exit::{self, ExitKind};
+use crate::vcpu::inject::{self, El1Exception};
+use crate::vcpu::psci::PowerState;
+use crate::vcpu::regs::{ExitInfo, GuestRegs, reset_state};
+use crate::vgic::cpu_if::CpuIfShadow;
+use crate::vm::machine::{ExitHw, Outcome, Vm, VmState};
+use crate::vm::traps;
+
+/// How a vCPU's run ended.
+enum RunEnd {
+    /// PSCI CPU_OFF.
+    CpuOff,
+    /// Its VM is stopping or resetting.
+    VmStopping,
+}
+
+/// A physical CPU's life after boot: run its pinned vCPU, or idle.
+pub fn pcpu_main(cpu: usize) -> ! {
+    let g = gic::get().expect("GIC initialised");
+    let h = hw();
+    g.enable_private(super::KICK_SGI);
+    g.enable_private(h.maintenance);
+    g.enable_private(h.vtimer);
+    g.enable_private(h.ptimer);
+    if cpu == 0 {
+        console::enable_input(g);
+    }
+    let Some((vm_id, v)) = PCPUS[cpu].vcpu.get().copied().flatten() else {
+        idle(cpu)
+    };
+    let rt = &VMS.get().expect("VMs created")[vm_id];
+    loop {
+        let (entry, x0) = wait_power_on(cpu, rt, v);
+        match run_vcpu(cpu, rt, v, entry, x0) {
+            RunEnd::CpuOff => set_power(&rt.vm, v, PowerState::Off),
+            RunEnd::VmStopping => {
+                set_power(&rt.vm, v, PowerState::Off);
+            }
+        }
+    }
+}
+
+/// A CPU with no vCPU: waits for events forever (CPU 0 keeps serving the console).
+fn idle(cpu: usize) -> ! {
+    loop {
+        if cpu == 0 {
+            irq::poll_host(cpu);
+        }
+        aarch64_cpu::asm::wfe();
+    }
+}
+
+fn set_power(vm: &Vm, v: usize, state: PowerState) {
+    if let Some(slot) = vm.vcpus.get(v) {
+        slot.power.lock().state = state;
+    }
+}
+
+/// Waits until vCPU `v` is to be started; returns its entry point and x0.
+fn wait_power_on(cpu: usize, rt: &VmRuntime, v: usize) -> (u64, u64) {
+    loop {
+        {
+            let mut p = rt.vm.vcpus[v].power.lock();
+            if p.state == PowerState::OnPending
+                && rt.vm.state() == VmState::Running
+                && let Some(boot) = p.boot.take()
+            {
+                p.state = PowerState::On;
+                return boot;
+            }
+        }
+        if cpu == 0 {
+            irq::poll_host(cpu);
+        }
+        aarch64_cpu::asm::wfe();
+    }
+}
+
+/// The hardware side of an exit's needs.
+pub struct Hw {
+    cpu: usize,
+}
+
+impl Hw {
+    /// The exit services of physical CPU `cpu`.
+    pub fn new(cpu: usize) -> Self {
+        Hw { cpu }
+    }
+}
+
+impl ExitHw for Hw {
+    fn read_id_reg(&mut self, id: crate::trap::esr::SysRegId) -> u64 {
+        arch::vcpu::read_id_reg(id)
+    }
+
+    fn kick(&mut self, vm: &Vm, mask: u64) {
+        kick(self.cpu, vm, mask);
+    }
+
+    fn console_out(&mut self, vm: &Vm, bytes: &[u8]) {
+        console::guest_output(vm, bytes);
+    }
+}
+
+/// Makes the vCPUs in `mask` leave their guests (physical SGI) or their wait (event).
+pub fn kick(from_cpu: usize, vm: &Vm, mask: u64) {
+    if mask == 0 {
+        return;
+    }
+    let Some(g) = gic::get() else { return };
+    for (v, slot) in vm.vcpus.iter().enumerate() {
+        if mask & (1 << v) != 0
+            && slot.pcpu != from_cpu
+            && let Some(t) = PCPUS.get(slot.pcpu).and_then(|p| p.target.get())
+        {
+            g.send_sgi(*t, super::KICK_SGI);
+        }
+    }
+    arch::send_event();
+}
+
+fn run_vcpu(cpu: usize, rt: &VmRuntime, v: usize, entry: u64, x0: u64) -> RunEnd {
+    let vm = &rt.vm;
+    let g = gic::get().expect("GIC initialised");
+    let lr_count = hw().lr_count;
+    let mut ctl = rt.control;
+    ctl.vmpidr = (v as u64) | 1 << 31;
+    vm.vgic.lock().reset_vcpu(v);
+    g.reset_virtual(lr_count);
+    arch::vcpu::load_control(&ctl);
+    arch::vcpu::restore_el1(&arch::vcpu::El1Context::reset());
+    let mut regs = reset_state(entry, x0);
+    let mut shadow = CpuIfShadow::default();
+    let mut prev_used = 0;
+    let mut hw_ops = Hw { cpu };
+    log::debug!(
+        "VM '{}' vCPU {v} starts at {entry:#x} (x0 = {x0:#x})",
+        vm.name()
+    );
+    let end = loop {
+        if vm.state() != VmState::Running {
+            break RunEnd::VmStopping;
+        }
+        {
+            let mut vgic = vm.vgic.lock();
+            vgic.flush(v, &mut shadow);
+            let kicks = vgic.take_kicks();
+            let deact = core::mem::take(&mut vgic.phys.deactivate);
+            drop(vgic);
+            kick(cpu, vm, kicks);
+            for p in deact {
+                g.deactivate(p);
+            }
+        }
+        g.load_lrs(&shadow, lr_count, prev_used);
+        prev_used = shadow.used;
+        let (kind, info) = arch::vcpu::run(&mut regs);
+        g.save_lrs(&mut shadow);
+        {
+            let mut vgic = vm.vgic.lock();
+            vgic.fold(v, &shadow);
+            let kicks = vgic.take_kicks();
+            drop(vgic);
+            kick(cpu, vm, kicks);
+        }
+        let exit = exit::decode(&info, kind);
+        match vm.handle_exit(v, &mut regs, exit, &mut hw_ops) {
+            Outcome::Resume => {}
+            Outcome::PhysIrq => irq::handle_guest(cpu, rt, v),
+            Outcome::InjectUndef => inject_undef(&mut regs),
+            Outcome::InjectAbort { write } => inject_abort(&mut regs, &info, kind, write),
+            Outcome::Wake(target) => {
+                if let Some(slot) = vm.vcpus.get(target) {
+                    kick(cpu, vm, 1 << target);
+                    let _ = slot;
+                }
+            }
+            Outcome::Restart { entry, context } => {
+                arch::vcpu::restore_el1(&arch::vcpu::El1Context::reset());
+                regs = reset_state(entry, context);
+            }
+            Outcome::CpuOff => break RunEnd::CpuOff,
+            Outcome::VmOff | Outcome::VmReset => {
+                put(g, v, vm);
+                stop_vm(cpu, rt, v);
+                return RunEnd::VmStopping;
+            }
+        }
+    };
+    put(g, v, vm);
+    end
+}
+
+/// A vCPU leaves its CPU: its timers stop, linked physical interrupts it left active are
+/// deactivated, the virtual interface is emptied, and the EL2 controls go back to the host's.
+fn put(g: &gic::Gic, v: usize, vm: &Vm) {
+    arch::vcpu::stop_timers();
+    let h = hw();
+    g.deactivate(h.vtimer);
+    g.deactivate(h.ptimer);
+    g.reset_virtual(h.lr_count);
+    arch::vcpu::unload_control(traps::host_hcr());
+    vm.vgic.lock().reset_vcpu(v);
+    vm.vgic.lock().phys.deactivate.clear();
+}
+
+fn inject_undef(regs: &mut GuestRegs) {
+    let r = arch::vcpu::exception_regs();
+    let mut exc = El1Exception::default();
+    inject::inject_undef(regs, &mut exc, r.vbar, r.sctlr);
+    arch::vcpu::write_exception(exc.elr_el1, exc.spsr_el1, exc.esr_el1, exc.far_el1);
+}
+
+fn inject_abort(regs: &mut GuestRegs, info: &ExitInfo, kind: ExitKind, write: bool) {
+    let r = arch::vcpu::exception_regs();
+    let mut exc = El1Exception::default();
+    let instr = kind == ExitKind::Sync
+        && crate::trap::esr::Esr::new(info.esr).ec()
+            == crate::trap::esr::ExceptionClass::InstrAbortLower;
+    if instr {
+        inject::inject_external_instruction_abort(regs, &mut exc, r.vbar, r.sctlr, info.far);
+    } else {
+        inject::inject_external_data_abort(regs, &mut exc, r.vbar, r.sctlr, info.far, write);
+    }
+    arch::vcpu::write_exception(exc.elr_el1, exc.spsr_el1, exc.esr_el1, exc.far_el1);
+}
+
+/// The vCPU that stopped or reset its VM: wait for the others, then finish the job.
+fn stop_vm(cpu: usize, rt: &VmRuntime, me: usize) {
+    let vm = &rt.vm;
+    set_power(vm, me, PowerState::Off);
+    let others: u64 = (0..vm.vcpus.len())
+        .filter(|&v| v != me)
+        .fold(0, |m, v| m | 1 << v);
+    kick(cpu, vm, others);
+    let deadline = timer::ticks() + timer::frequency();
+    loop {
+        let running = vm
+            .vcpus
+            .iter()
+            .filter(|s| s.power.lock().state == PowerState::On)
+            .count();
+        if running == 0 {
+            break;
+        }
+        if timer::ticks() > deadline {
+            log::warn!(
+                "VM '{}': {running} vCPU(s) did not stop within 1 s",
+                vm.name()
+            );
+            break;
+        }
+        kick(cpu, vm, others);
+        core::hint::spin_loop();
+    }
+    match vm.state() {
+        VmState::Resetting => {
+            log::info!("VM '{}': SYSTEM_RESET: restarting", vm.name());
+            for (v, slot) in vm.vcpus.iter().enumerate() {
+                *slot.power.lock() = crate::vm::machine::VcpuPower {
+                    state: if v == 0 {
+                        PowerState::OnPending
+                    } else {
+                        PowerState::Off
+                    },
+                    boot: (v == 0).then_some((rt.plan.entry, rt.plan.dtb.start)),
+                };
+            }
+            vm.reset_devices();
+            if let Err(e) = super::load_images(rt) {
+                log::error!("VM '{}': cannot reload its images: {e}", vm.name());
+                return;
+            }
+            vm.set_state(VmState::Running);
+            kick(cpu, vm, 1);
+        }
+        _ => {
+            log::info!("VM '{}' powered off", vm.name());
+            console::print_counters(rt);
+            rt.stopped.store(true, Ordering::Release);
+            let all = VMS
+                .get()
+                .is_some_and(|vms| vms.iter().all(|r| r.stopped.load(Ordering::Acquire)));
+            if all {
+                log::info!("all VMs are off: powering the machine off");
+                crate::boot::power_off();
+            }
+        }
+    }
+}

@@ -1,0 +1,309 @@
+//! List-register scheduling: [`Vgic::flush`] writes the interrupts a vCPU must see into a
+//! shadow of its list registers before it runs; [`Vgic::fold`] reads the shadow back after it
+//! exits and applies what the guest did (acknowledge, complete) to the model. The hardware shell
+//! copies the shadow to and from ICH_LR<n>_EL2 / GICH_LR<n>; nothing here touches hardware.
+//!
+//! Rules (GICv3 IHI 0069H 12.5.7 ICH_HCR_EL2, 12.5.11 ICH_MISR_EL2; Linux KVM `vgic.c`, the
+//! "Dealing with LR overflow is close to black magic" comment):
+//!
+//! 1. Candidates are the interrupts that are pending-and-deliverable or active for the vCPU.
+//!    Pending ones go first, highest priority (lowest value) first, then the active ones: a
+//!    pending interrupt is never kept out of the LRs by an active one, so the guest can always
+//!    take the best pending interrupt.
+//! 2. An edge's pending state moves into the LR when loaded (the model's latch then records only
+//!    new edges); fold puts it back if the guest has not taken it.
+//! 3. More candidates than LRs: UIE (refill when the LRs are nearly empty); pending ones left
+//!    out: NPIE (refill when no LR is pending any more); active ones left out: LRENPIE, and an
+//!    EOI the guest makes for one of them is counted in ICH_HCR_EL2.EOIcount, which fold replays
+//!    by deactivating the highest-priority active interrupt outside the LRs; with EOImode=1 DIR
+//!    is trapped (TDIR) so it can be applied to those too.
+//! 4. A software level-triggered interrupt asks for an EOI maintenance interrupt so its level is
+//!    sampled again after completion; a linked (HW) level interrupt is completed in hardware and
+//!    fires again physically if its line is still asserted.
+//! 5. GICv2 SGIs pending from several sources are loaded one source at a time, with an EOI
+//!    maintenance interrupt to load the next.
+
+use alloc::vec::Vec;
+
+use super::irq::{IntId, Trigger, VcpuId};
+use super::lr::{LrEntry, LrState, MAX_LRS};
+use super::{Vgic, VgicCpu};
+
+/// ICH_HCR_EL2 / GICH_HCR bits the scheduler uses (same positions in both).
+pub mod hcr {
+    /// Virtual CPU interface enable.
+    pub const EN: u64 = 1 << 0;
+    /// Underflow maintenance interrupt enable.
+    pub const UIE: u64 = 1 << 1;
+    /// List Register Entry Not Present maintenance interrupt enable.
+    pub const LRENPIE: u64 = 1 << 2;
+    /// No Pending maintenance interrupt enable.
+    pub const NPIE: u64 = 1 << 3;
+    /// Trap ICC_DIR_EL1 (GICv3 only).
+    pub const TDIR: u64 = 1 << 14;
+    /// EOIcount field position and width.
+    pub const EOICOUNT_SHIFT: u32 = 27;
+    /// EOIcount mask (after shifting).
+    pub const EOICOUNT_MASK: u64 = 0x1f;
+}
+
+/// The list registers and control state of one vCPU, as the shell moves them between the
+/// hardware and the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuIfShadow {
+    /// LR values: written by flush, read back before fold.
+    pub lrs: [u64; MAX_LRS],
+    /// How many LRs flush used (the shell writes zeros into the rest).
+    pub used: usize,
+    /// ICH_HCR_EL2 / GICH_HCR: flush writes it, fold reads EOIcount from it.
+    pub hcr: u64,
+    /// The guest's EOImode (ICH_VMCR_EL2.VEOIM / GICH_VMCR.VEM), read at exit.
+    pub eoimode1: bool,
+}
+
+impl Default for CpuIfShadow {
+    fn default() -> Self {
+        CpuIfShadow {
+            lrs: [0; MAX_LRS],
+            used: 0,
+            hcr: 0,
+            eoimode1: false,
+        }
+    }
+}
+
+struct Candidate {
+    id: IntId,
+    priority: u8,
+    pending: bool,
+}
+
+impl Vgic {
+    /// Fills `shadow` with the interrupts vCPU `vcpu` must see and marks it running. The shell
+    /// then writes `shadow.lrs[..shadow.used]` (zeros in the rest) and `shadow.hcr`.
+    pub fn flush(&mut self, vcpu: VcpuId, shadow: &mut CpuIfShadow) {
+        let fmt = self.lr_format();
+        let mut cands = self.candidates(vcpu);
+        cands.sort_by_key(|c| (!c.pending, c.priority, c.id.0));
+        let lr_count = self.lr_count;
+        let mut hcr = hcr::EN;
+        let mut used = 0;
+        let mut multi_source_sgi = false;
+        let mut outside_active = Vec::new();
+        for (n, c) in cands.iter().enumerate() {
+            if n >= lr_count {
+                if c.pending {
+                    hcr |= hcr::NPIE;
+                } else {
+                    outside_active.push(c.id);
+                }
+                continue;
+            }
+            let entry = self.load(vcpu, c.id, &mut multi_source_sgi);
+            shadow.lrs[used] = fmt.encode(&entry);
+            self.cpus[vcpu].lrs[used] = Some(entry);
+            used += 1;
+        }
+        if cands.len() > lr_count {
+            hcr |= hcr::UIE;
+            self.cpus[vcpu].stats.lr_overflows += 1;
+        }
+        if multi_source_sgi {
+            hcr |= hcr::UIE;
+        }
+        if !outside_active.is_empty() {
+            hcr |= hcr::LRENPIE;
+            if self.cpus[vcpu].eoimode1 {
+                hcr |= hcr::TDIR;
+            }
+        }
+        let c = &mut self.cpus[vcpu];
+        for lr in &mut c.lrs[used..] {
+            *lr = None;
+        }
+        c.outside_active = outside_active;
+        c.stats.lr_loads += used as u64;
+        c.running = true;
+        shadow.lrs[used..].fill(0);
+        shadow.used = used;
+        shadow.hcr = hcr;
+    }
+
+    /// The candidates of `vcpu`, pruning queue bits that no longer apply.
+    fn candidates(&mut self, vcpu: VcpuId) -> Vec<Candidate> {
+        let mut out = Vec::new();
+        for word in 0..16 {
+            let mut bits = self.cpus[vcpu].queued[word];
+            while bits != 0 {
+                let bit = bits.trailing_zeros();
+                bits &= bits - 1;
+                let id = IntId(word as u32 * 64 + bit);
+                let Some(irq) = self.irq(vcpu, id) else {
+                    self.cpus[vcpu].queued[word] &= !(1 << bit);
+                    continue;
+                };
+                if self.target(vcpu, id) != Some(vcpu) {
+                    self.cpus[vcpu].queued[word] &= !(1 << bit);
+                    continue;
+                }
+                let pending = irq.wants_delivery(self.enable_grp0, self.enable_grp1);
+                out.push(Candidate {
+                    id,
+                    priority: irq.priority,
+                    pending,
+                });
+            }
+        }
+        out
+    }
+
+    /// Builds the LR for one candidate and moves its pending state into it (rule 2, rule 5).
+    fn load(&mut self, vcpu: VcpuId, id: IntId, multi: &mut bool) -> LrEntry {
+        let (grp0, grp1) = (self.enable_grp0, self.enable_grp1);
+        let irq = self.irq_mut(vcpu, id).expect("candidates exist");
+        let pending = irq.wants_delivery(grp0, grp1);
+        let mut source = 0;
+        let mut eoi_maintenance = false;
+        if pending {
+            if irq.sgi_sources != 0 {
+                source = irq.sgi_sources.trailing_zeros() as u8;
+                irq.sgi_sources &= !(1 << source);
+                if irq.sgi_sources != 0 {
+                    eoi_maintenance = true;
+                    *multi = true;
+                }
+            } else if irq.trigger == Trigger::Edge {
+                irq.pending_latch = false;
+            }
+        }
+        if irq.trigger == Trigger::Level && irq.hw.is_none() {
+            eoi_maintenance = true;
+        }
+        irq.resident = Some(vcpu);
+        LrEntry {
+            vintid: id.0,
+            state: LrState {
+                pending,
+                active: irq.active,
+            },
+            priority: irq.priority,
+            group1: irq.group1,
+            hw: irq.hw,
+            eoi_maintenance,
+            source,
+        }
+    }
+
+    /// Applies what the guest did to the interrupts that were in vCPU `vcpu`'s list registers,
+    /// replays EOIcount, and marks the vCPU not running. `shadow.lrs` holds the values read back
+    /// from the hardware, `shadow.hcr` the ICH_HCR_EL2 value (for EOIcount).
+    pub fn fold(&mut self, vcpu: VcpuId, shadow: &CpuIfShadow) {
+        let fmt = self.lr_format();
+        let Some(c) = self.cpus.get_mut(vcpu) else {
+            return;
+        };
+        c.running = false;
+        c.eoimode1 = shadow.eoimode1;
+        let loaded: [Option<LrEntry>; MAX_LRS] = core::mem::replace(&mut c.lrs, [None; MAX_LRS]);
+        for (n, entry) in loaded.iter().enumerate() {
+            let Some(entry) = entry else { continue };
+            let state = fmt.state(shadow.lrs[n]);
+            self.fold_one(vcpu, entry, state);
+        }
+        let eoicount = (shadow.hcr >> hcr::EOICOUNT_SHIFT) & hcr::EOICOUNT_MASK;
+        for _ in 0..eoicount {
+            if !self.deactivate_outside(vcpu) {
+                break;
+            }
+        }
+        self.cpus[vcpu].outside_active.clear();
+    }
+
+    fn fold_one(&mut self, vcpu: VcpuId, entry: &LrEntry, state: LrState) {
+        let id = IntId(entry.vintid);
+        let v2_sgi = self.version == crate::platform::GicVersion::V2 && id.is_sgi();
+        let Some(irq) = self.irq_mut(vcpu, id) else {
+            return;
+        };
+        irq.resident = None;
+        if state.pending {
+            // Not taken yet: the pending state goes back to the model (rule 2).
+            if v2_sgi {
+                irq.sgi_sources |= 1 << (entry.source & 7);
+            } else if irq.trigger == Trigger::Edge {
+                irq.pending_latch = true;
+            }
+        } else if entry.state.pending && irq.trigger == Trigger::Level {
+            // Acknowledged: a software pending latch of a level interrupt is consumed.
+            irq.pending_latch = false;
+        }
+        if irq.trigger == Trigger::Level && irq.hw.is_some() && state.is_invalid() {
+            // Completed in hardware: the physical line fires again if it is still asserted.
+            irq.line_level = false;
+        }
+        irq.active = state.active;
+        irq.active_on = if state.active && id.is_spi() {
+            Some(vcpu)
+        } else {
+            None
+        };
+        if irq.pending_request.take() == Some(false) {
+            irq.pending_latch = false;
+            irq.sgi_sources = 0;
+        }
+        if let Some(a) = irq.active_request.take() {
+            irq.active = a;
+            if !a {
+                irq.active_on = None;
+            }
+        }
+        self.requeue(vcpu, id);
+    }
+
+    /// EOIcount replay: deactivates the highest-priority active interrupt of `vcpu` that was
+    /// outside the list registers. False if there is none.
+    fn deactivate_outside(&mut self, vcpu: VcpuId) -> bool {
+        let outside = core::mem::take(&mut self.cpus[vcpu].outside_active);
+        let best = outside
+            .iter()
+            .copied()
+            .filter(|&id| self.irq(vcpu, id).is_some_and(|i| i.active))
+            .min_by_key(|&id| (self.irq(vcpu, id).map_or(u8::MAX, |i| i.priority), id.0));
+        self.cpus[vcpu].outside_active = outside;
+        let Some(id) = best else { return false };
+        self.deactivate(vcpu, id);
+        self.cpus[vcpu].stats.eoicount_deactivations += 1;
+        true
+    }
+
+    /// Deactivates interrupt `id` on behalf of vCPU `vcpu` (EOIcount replay, trapped
+    /// ICC_DIR_EL1): clears its active state and, if it is linked, asks for the physical one to
+    /// be deactivated.
+    pub fn deactivate(&mut self, vcpu: VcpuId, id: IntId) {
+        let mut phys = None;
+        self.update(vcpu, id, |i| {
+            if i.active {
+                phys = i.hw;
+                if i.trigger == Trigger::Level && i.hw.is_some() {
+                    i.line_level = false;
+                }
+            }
+            i.active = false;
+            i.active_on = None;
+        });
+        if let Some(p) = phys {
+            self.phys.deactivate.push(p);
+        }
+    }
+
+    /// The interrupts currently written in `vcpu`'s list registers (for tests and debugging).
+    pub fn resident(&self, vcpu: VcpuId) -> impl Iterator<Item = &LrEntry> {
+        self.cpus
+            .get(vcpu)
+            .into_iter()
+            .flat_map(|c: &VgicCpu| c.lrs.iter().flatten())
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,441 @@
+//! The list-register rules, each as a test (KVM's LR overflow comment is the oracle).
+
+use super::*;
+use crate::platform::GicVersion;
+use crate::vgic::VgicConfig;
+use crate::vgic::irq::Route;
+use crate::vgic::lr::LrFormat;
+
+const V3: VgicConfig = VgicConfig {
+    version: GicVersion::V3,
+    vcpus: 2,
+    spis: 64,
+    lr_count: 4,
+    pri_bits: 5,
+};
+
+fn vgic() -> Vgic {
+    let mut g = Vgic::new(&V3);
+    g.set_group_enables(true, true);
+    g
+}
+
+/// An enabled group-1 SPI routed to vCPU 0 with priority `prio`.
+fn spi(g: &mut Vgic, id: u32, prio: u8) {
+    g.set_group1(0, IntId(id), true);
+    g.set_priority(0, IntId(id), prio);
+    g.set_trigger(0, IntId(id), Trigger::Edge);
+    g.set_route(IntId(id), Route::Affinity(0));
+    g.set_enabled(0, IntId(id), true);
+}
+
+fn ids(sh: &CpuIfShadow) -> Vec<u32> {
+    sh.lrs[..sh.used]
+        .iter()
+        .map(|&v| LrFormat::V3.vintid(v))
+        .collect()
+}
+
+fn state(sh: &CpuIfShadow, n: usize) -> LrState {
+    LrFormat::V3.state(sh.lrs[n])
+}
+
+fn set_state(sh: &mut CpuIfShadow, n: usize, pending: bool, active: bool) {
+    sh.lrs[n] = (sh.lrs[n] & !(3 << 62)) | ((pending as u64) << 62) | ((active as u64) << 63);
+}
+
+/// The guest acknowledges the interrupt in LR n (pending -> active).
+fn ack(sh: &mut CpuIfShadow, n: usize) {
+    set_state(sh, n, false, true);
+}
+
+/// The guest completes it (EOImode 0: priority drop and deactivation).
+fn eoi(sh: &mut CpuIfShadow, n: usize) {
+    set_state(sh, n, false, false);
+}
+
+#[test]
+fn lr_priority_order_pending_highest_first() {
+    let mut g = vgic();
+    for (id, prio) in [(40, 0xa0), (41, 0x20), (42, 0x80)] {
+        spi(&mut g, id, prio);
+        g.set_pending(0, IntId(id), true);
+    }
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
+    assert_eq!(ids(&sh), [41, 42, 40]);
+    assert_eq!(
+        sh.hcr,
+        hcr::EN,
+        "no overflow: no maintenance interrupt requested"
+    );
+}
+
+#[test]
+fn lr_overflow_with_4_lrs_and_32_pending_delivers_all_in_order_exactly_once() {
+    let mut g = vgic();
+    for i in 0..32u32 {
+        spi(&mut g, 32 + i, (i as u8 * 8) & 0xf8);
+        g.set_pending(0, IntId(32 + i), true);
+    }
+    let mut delivered = Vec::new();
+    let mut sh = CpuIfShadow::default();
+    for _round in 0..64 {
+        g.flush(0, &mut sh);
+        if sh.used == 0 {
+            break;
+        }
+        if delivered.len() + sh.used < 32 {
+            assert!(sh.hcr & hcr::UIE != 0, "more pending than LRs needs UIE");
+            assert!(sh.hcr & hcr::NPIE != 0, "pending left out needs NPIE");
+        }
+        // The guest takes and completes everything in the LRs, in the order the hardware
+        // presents them (highest priority first).
+        let mut order: Vec<usize> = (0..sh.used).collect();
+        order.sort_by_key(|&n| (sh.lrs[n] >> 48) & 0xff);
+        for n in order {
+            delivered.push(LrFormat::V3.vintid(sh.lrs[n]));
+            ack(&mut sh, n);
+            eoi(&mut sh, n);
+        }
+        g.fold(0, &sh);
+    }
+    let expect: Vec<u32> = (32..64).collect();
+    assert_eq!(delivered, expect, "every SPI once, in priority order");
+    assert!(g.cpu(0).unwrap().stats.lr_overflows > 0);
+}
+
+#[test]
+fn edge_pending_moves_into_the_lr_and_back_if_not_taken() {
+    let mut g = vgic();
+    spi(&mut g, 40, 0xa0);
+    g.set_pending(0, IntId(40), true);
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
+    assert!(
+        !g.irq(0, IntId(40)).unwrap().pending_latch,
+        "pending now lives in the LR"
+    );
+    assert_eq!(g.irq(0, IntId(40)).unwrap().resident, Some(0));
+    g.fold(0, &sh);
+    let irq = g.irq(0, IntId(40)).unwrap();
+    assert!(
+        irq.pending_latch && irq.resident.is_none(),
+        "not taken: pending again"
+    );
+}
+
+#[test]
+fn active_plus_pending_uses_one_lr() {
+    let mut g = vgic();
+    spi(&mut g, 40, 0xa0);
+    g.set_pending(0, IntId(40), true);
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
+    ack(&mut sh, 0);
+    g.fold(0, &sh);
+    g.set_pending(0, IntId(40), true); // a second edge while the first is being handled
+    g.flush(0, &mut sh);
+    assert_eq!(ids(&sh), [40]);
+    assert_eq!(
+        state(&sh, 0),
+        LrState {
+            pending: true,
+            active: true
+        }
+    );
+}
+
+#[test]
+fn pending_goes_before_active_when_lrs_are_short() {
+    let mut g = vgic();
+    // Four active interrupts (the guest is nested four deep) and one pending.
+    for i in 0..4 {
+        spi(&mut g, 40 + i, 0x10 * (i as u8 + 1));
+        g.set_active(0, IntId(40 + i), true);
+    }
+    spi(&mut g, 50, 0x08);
+    g.set_pending(0, IntId(50), true);
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
+    assert_eq!(ids(&sh)[0], 50, "the pending interrupt is resident");
+    assert_eq!(sh.used, 4);
+    assert!(
+        sh.hcr & hcr::LRENPIE != 0,
+        "an active interrupt is outside the LRs"
+    );
+}
+
+#[test]
+fn eoicount_deactivates_the_highest_priority_active_outside_the_lrs() {
+    let mut g = vgic();
+    for i in 0..4 {
+        spi(&mut g, 40 + i, 0x10 * (i as u8 + 1));
+        g.set_active(0, IntId(40 + i), true);
+    }
+    spi(&mut g, 50, 0x08);
+    g.set_pending(0, IntId(50), true);
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
+    let outside: Vec<u32> = (40..44).filter(|id| !ids(&sh).contains(id)).collect();
+    assert_eq!(
+        outside,
+        [43],
+        "the lowest-priority active is the one left out"
+    );
+    // The guest EOIs it: the hardware finds no LR and counts.
+    sh.hcr |= 1 << hcr::EOICOUNT_SHIFT;
+    g.fold(0, &sh);
+    assert!(!g.irq(0, IntId(43)).unwrap().active);
+    assert_eq!(g.cpu(0).unwrap().stats.eoicount_deactivations, 1);
+    assert!(
+        g.irq(0, IntId(40)).unwrap().active,
+        "the resident ones are untouched"
+    );
+}
+
+#[test]
+fn eoimode1_with_actives_outside_traps_dir() {
+    let mut g = vgic();
+    for i in 0..5 {
+        spi(&mut g, 40 + i, 0x10 * (i as u8 + 1));
+        g.set_active(0, IntId(40 + i), true);
+    }
+    let mut sh = CpuIfShadow {
+        eoimode1: true,
+        ..Default::default()
+    };
+    g.fold(0, &sh);
+    g.flush(0, &mut sh);
+    assert!(sh.hcr & hcr::TDIR != 0);
+    assert!(sh.hcr & hcr::LRENPIE != 0);
+}
+
+#[test]
+fn software_level_interrupt_requests_eoi_maintenance_and_is_reinjected_while_asserted() {
+    let mut g = vgic();
+    spi(&mut g, 33, 0xa0);
+    g.set_trigger(0, IntId(33), Trigger::Level);
+    g.set_line_level(0, IntId(33), true);
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
+    assert_eq!(sh.lrs[0] & (1 << 41), 1 << 41, "EOI maintenance bit");
+    ack(&mut sh, 0);
+    eoi(&mut sh, 0);
+    g.fold(0, &sh);
+    g.flush(0, &mut sh);
+    assert_eq!(
+        ids(&sh),
+        [33],
+        "still asserted: pending again after the EOI"
+    );
+    assert_eq!(
+        state(&sh, 0),
+        LrState {
+            pending: true,
+            active: false
+        }
+    );
+    // The device lowers its line: nothing to show after this completion.
+    ack(&mut sh, 0);
+    eoi(&mut sh, 0);
+    g.fold(0, &sh);
+    g.set_line_level(0, IntId(33), false);
+    g.flush(0, &mut sh);
+    assert_eq!(sh.used, 0);
+}
+
+#[test]
+fn hw_level_interrupt_is_linked_and_completed_in_hardware() {
+    let mut g = vgic();
+    g.set_group1(0, IntId(27), true);
+    g.set_enabled(0, IntId(27), true);
+    g.inject_hw(0, IntId(27), 27);
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
+    assert_eq!(sh.lrs[0] >> 61 & 1, 1, "HW bit");
+    assert_eq!(sh.lrs[0] >> 32 & 0x1fff, 27, "pINTID");
+    assert!(
+        !g.resident(0).next().unwrap().eoi_maintenance,
+        "completion needs no exit"
+    );
+    ack(&mut sh, 0);
+    eoi(&mut sh, 0);
+    g.fold(0, &sh);
+    let irq = g.irq(0, IntId(27)).unwrap();
+    assert!(
+        !irq.is_pending() && !irq.active,
+        "the physical line re-fires if still asserted"
+    );
+    assert!(
+        g.phys.deactivate.is_empty(),
+        "the guest's EOI deactivated the physical interrupt"
+    );
+}
+
+#[test]
+fn disabling_a_pending_interrupt_in_an_lr_removes_it_but_not_an_active_one() {
+    let mut g = vgic();
+    spi(&mut g, 40, 0xa0);
+    spi(&mut g, 41, 0xa0);
+    g.set_pending(0, IntId(40), true);
+    g.set_pending(0, IntId(41), true);
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
+    let n41 = ids(&sh).iter().position(|&i| i == 41).unwrap();
+    ack(&mut sh, n41);
+    g.fold(0, &sh);
+    g.set_enabled(0, IntId(40), false);
+    g.set_enabled(0, IntId(41), false);
+    g.flush(0, &mut sh);
+    assert_eq!(
+        ids(&sh),
+        [41],
+        "the disabled pending one is not forwarded; the active stays"
+    );
+    assert!(
+        g.irq(0, IntId(40)).unwrap().is_pending(),
+        "it stays pending in the distributor"
+    );
+}
+
+#[test]
+fn disabled_active_hw_interrupt_can_still_be_deactivated_by_the_guest() {
+    let mut g = vgic();
+    g.set_group1(0, IntId(27), true);
+    g.set_enabled(0, IntId(27), true);
+    g.inject_hw(0, IntId(27), 27);
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
+    ack(&mut sh, 0);
+    g.fold(0, &sh);
+    g.set_enabled(0, IntId(27), false);
+    g.flush(0, &mut sh);
+    assert_eq!(ids(&sh), [27]);
+    assert_eq!(
+        sh.lrs[0] >> 61 & 1,
+        1,
+        "still linked, so the guest's EOI reaches the hardware"
+    );
+}
+
+#[test]
+fn reprioritising_changes_the_next_flush_order() {
+    let mut g = vgic();
+    for (id, prio) in [(40, 0x80), (41, 0x90)] {
+        spi(&mut g, id, prio);
+        g.set_pending(0, IntId(id), true);
+    }
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
+    assert_eq!(ids(&sh), [40, 41]);
+    g.fold(0, &sh);
+    g.set_priority(0, IntId(41), 0x10);
+    g.flush(0, &mut sh);
+    assert_eq!(ids(&sh), [41, 40]);
+}
+
+#[test]
+fn retargeting_a_pending_spi_moves_it_and_kicks_the_new_vcpu() {
+    let mut g = vgic();
+    spi(&mut g, 40, 0xa0);
+    g.set_pending(0, IntId(40), true);
+    let mut sh0 = CpuIfShadow::default();
+    let mut sh1 = CpuIfShadow::default();
+    g.flush(1, &mut sh1); // vCPU 1 is running with nothing to do
+    g.flush(0, &mut sh0);
+    assert_eq!(ids(&sh0), [40]);
+    g.set_route(IntId(40), Route::Affinity(1));
+    assert_eq!(g.take_kicks(), 0b01, "vCPU 0 must give it up");
+    g.fold(0, &sh0);
+    assert_eq!(g.take_kicks(), 0b10, "back in the model, it goes to vCPU 1");
+    g.flush(0, &mut sh0);
+    assert_eq!(sh0.used, 0);
+    g.fold(1, &sh1);
+    g.flush(1, &mut sh1);
+    assert_eq!(ids(&sh1), [40]);
+}
+
+#[test]
+fn active_spi_stays_on_its_vcpu_after_retargeting() {
+    let mut g = vgic();
+    spi(&mut g, 40, 0xa0);
+    g.set_pending(0, IntId(40), true);
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
+    ack(&mut sh, 0);
+    g.fold(0, &sh);
+    g.set_route(IntId(40), Route::Affinity(1));
+    g.flush(0, &mut sh);
+    assert_eq!(
+        ids(&sh),
+        [40],
+        "active on vCPU 0 until the guest deactivates it"
+    );
+}
+
+#[test]
+fn icpendr_on_an_interrupt_resident_elsewhere_is_applied_at_fold() {
+    let mut g = vgic();
+    spi(&mut g, 40, 0xa0);
+    g.set_pending(0, IntId(40), true);
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
+    g.set_pending(1, IntId(40), false); // vCPU 1 clears it while vCPU 0 runs
+    assert_eq!(g.take_kicks(), 0b01);
+    g.fold(0, &sh); // vCPU 0 had not taken it
+    assert!(!g.irq(0, IntId(40)).unwrap().is_pending());
+    g.flush(0, &mut sh);
+    assert_eq!(sh.used, 0);
+}
+
+#[test]
+fn kick_only_running_vcpus() {
+    let mut g = vgic();
+    spi(&mut g, 40, 0xa0);
+    g.set_pending(0, IntId(40), true);
+    assert_eq!(
+        g.take_kicks(),
+        0,
+        "vCPU 0 is not running: it will see it at its next flush"
+    );
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
+    g.fold(0, &sh);
+    g.flush(0, &mut sh);
+    g.set_pending(0, IntId(41), true);
+    spi(&mut g, 41, 0xa0);
+    assert_eq!(g.take_kicks(), 0b01);
+}
+
+#[test]
+fn group_disabled_in_distributor_is_not_forwarded() {
+    let mut g = vgic();
+    spi(&mut g, 40, 0xa0);
+    g.set_pending(0, IntId(40), true);
+    g.set_group_enables(true, false);
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
+    assert_eq!(sh.used, 0);
+    g.fold(0, &sh);
+    g.set_group_enables(false, true);
+    g.flush(0, &mut sh);
+    assert_eq!(ids(&sh), [40]);
+}
+
+#[test]
+fn sgi_targets_and_group0_filter() {
+    let mut g = vgic();
+    for v in 0..2 {
+        g.set_enabled(v, IntId(1), true);
+        g.set_group1(v, IntId(1), true);
+    }
+    g.send_sgi(0, 1, 0b10, true);
+    assert!(!g.irq(0, IntId(1)).unwrap().is_pending());
+    assert!(g.irq(1, IntId(1)).unwrap().is_pending());
+    g.send_sgi(0, 1, 0b01, false);
+    assert!(
+        !g.irq(0, IntId(1)).unwrap().is_pending(),
+        "SGI0R cannot raise a group 1 SGI"
+    );
+}

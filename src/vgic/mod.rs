@@ -1,0 +1,431 @@
+//! The virtual GIC: one VM's interrupt controller as its guest sees it, as a pure model.
+//!
+//! * The **distributor** and the **redistributors** (vGICv3) or the banked distributor (vGICv2)
+//!   are emulated: their MMIO traps and [`mmio`] dispatches it through register tables to the
+//!   per-interrupt operations of [`Vgic`].
+//! * The **CPU interface** is the hardware's: pending interrupts are written into list
+//!   registers before the vCPU runs ([`Vgic::flush`]) and read back after it exits
+//!   ([`Vgic::fold`]); the guest acknowledges and completes them with no exit.
+//!
+//! Specs: GICv3/v4 IHI 0069H, GICv2 IHI 0048B; the list-register rules follow Linux KVM's
+//! `vgic.c` (its "LR overflow" comment is the oracle of the tests in `cpu_if`).
+//!
+//! ## Locking
+//!
+//! A VM has one `spin::Mutex<Vgic>`; every vGIC operation (MMIO emulation, injection, SGI
+//! generation, flush and fold) runs under it. Lock order: `Vm` configuration (read-only after
+//! creation) → `Vgic` → a device's own lock (e.g. the virtual UART). The hypervisor runs with
+//! interrupts masked, so holding it never races an interrupt handler.
+//!
+//! ## Ownership of list registers
+//!
+//! Only a vCPU's own physical CPU reads or writes its list registers. When an operation on
+//! another CPU changes what a running vCPU should see, the model marks that vCPU in a kick set
+//! ([`Vgic::take_kicks`]); the hypervisor sends it a physical SGI, the vCPU exits, folds its
+//! list registers and flushes them again with the new state.
+
+pub mod cpu_if;
+pub mod irq;
+pub mod lr;
+pub mod mmio;
+pub mod regs_v2;
+pub mod regs_v3;
+pub mod sgi;
+
+use alloc::vec::Vec;
+
+use irq::{IntId, IrqState, Route, Trigger, VcpuId};
+use lr::{LrEntry, LrFormat, MAX_LRS};
+
+use crate::platform::GicVersion;
+
+/// What the hypervisor knows when it creates a VM's vGIC.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VgicConfig {
+    /// vGICv2 or vGICv3.
+    pub version: GicVersion,
+    /// Number of vCPUs (vCPU n has affinity n).
+    pub vcpus: usize,
+    /// Number of SPIs (a multiple of 32, at most 988).
+    pub spis: u32,
+    /// Hardware list registers.
+    pub lr_count: usize,
+    /// Priority bits the virtual CPU interface implements (ICH_VTR_EL2.PRIbits + 1).
+    pub pri_bits: u8,
+}
+
+/// Per-vCPU vGIC state.
+#[derive(Debug, Clone)]
+pub struct VgicCpu {
+    /// SGIs and PPIs.
+    pub private: [IrqState; 32],
+    /// The vCPU's affinity (MPIDR Aff3.Aff2.Aff1.Aff0 as in GICD_IROUTER).
+    pub affinity: u64,
+    /// Interrupts that may want this vCPU (a superset, pruned by every flush): 1024 bits.
+    queued: [u64; 16],
+    /// What the last flush wrote into each list register.
+    lrs: [Option<LrEntry>; MAX_LRS],
+    /// Active interrupts that the last flush could not fit in a list register (for EOIcount).
+    outside_active: Vec<IntId>,
+    /// True between flush and fold: the vCPU may be running guest code right now.
+    pub running: bool,
+    /// The guest's ICH_VMCR_EL2.VEOIM / GICV_CTLR.EOImode (split priority drop and
+    /// deactivation), as read at the last exit.
+    pub eoimode1: bool,
+    /// GICR_WAKER.ProcessorSleep (vGICv3).
+    pub processor_sleep: bool,
+    /// GICR_CTLR.EnableLPIs and the LPI tables (kept for the ITS).
+    pub lpis_enabled: bool,
+    /// GICR_PROPBASER.
+    pub propbaser: u64,
+    /// GICR_PENDBASER.
+    pub pendbaser: u64,
+    /// Counters.
+    pub stats: VgicCpuStats,
+}
+
+/// Per-vCPU vGIC counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VgicCpuStats {
+    /// Flushes that had more interrupts to show than list registers.
+    pub lr_overflows: u64,
+    /// Active interrupts deactivated by replaying ICH_HCR_EL2.EOIcount.
+    pub eoicount_deactivations: u64,
+    /// Interrupts written into list registers.
+    pub lr_loads: u64,
+}
+
+/// Physical-side work that the model asks the hypervisor to do.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PhysActions {
+    /// Physical interrupts to deactivate (their virtual twin was deactivated outside an LR).
+    pub deactivate: Vec<u32>,
+}
+
+/// A VM's virtual GIC.
+#[derive(Debug, Clone)]
+pub struct Vgic {
+    /// Version the guest sees.
+    pub version: GicVersion,
+    /// GICD_CTLR.EnableGrp0.
+    pub enable_grp0: bool,
+    /// GICD_CTLR.EnableGrp1 (EnableGrp1NS).
+    pub enable_grp1: bool,
+    spis: Vec<IrqState>,
+    cpus: Vec<VgicCpu>,
+    lr_count: usize,
+    pri_mask: u8,
+    kicks: u64,
+    /// Work for the physical GIC, collected by fold.
+    pub phys: PhysActions,
+}
+
+impl Vgic {
+    /// A vGIC in its reset state.
+    pub fn new(cfg: &VgicConfig) -> Self {
+        let v2 = cfg.version == GicVersion::V2;
+        // Target masks and kick sets are u64 bitmaps: at most 64 vCPUs (configurations allow 8).
+        let cpus = (0..cfg.vcpus.min(64))
+            .map(|n| VgicCpu {
+                private: core::array::from_fn(|i| IrqState::reset(IntId(i as u32), v2)),
+                affinity: n as u64,
+                queued: [0; 16],
+                lrs: [None; MAX_LRS],
+                outside_active: Vec::new(),
+                running: false,
+                eoimode1: false,
+                processor_sleep: true,
+                lpis_enabled: false,
+                propbaser: 0,
+                pendbaser: 0,
+                stats: VgicCpuStats::default(),
+            })
+            .collect();
+        let spis = (0..cfg.spis.min(IntId::SPI_END - 32))
+            .map(|i| IrqState::reset(IntId(32 + i), v2))
+            .collect();
+        let pri_bits = cfg.pri_bits.clamp(4, 8);
+        Vgic {
+            version: cfg.version,
+            enable_grp0: false,
+            enable_grp1: false,
+            spis,
+            cpus,
+            lr_count: cfg.lr_count.min(MAX_LRS),
+            pri_mask: !((1u16 << (8 - pri_bits)) - 1) as u8,
+            kicks: 0,
+            phys: PhysActions::default(),
+        }
+    }
+
+    /// Hardware list registers this vGIC schedules.
+    pub fn lr_count(&self) -> usize {
+        self.lr_count
+    }
+
+    /// Implemented priority bits.
+    pub fn pri_bits(&self) -> u8 {
+        8 - self.pri_mask.trailing_zeros() as u8
+    }
+
+    /// The list-register format of this vGIC.
+    pub fn lr_format(&self) -> LrFormat {
+        match self.version {
+            GicVersion::V2 => LrFormat::V2,
+            GicVersion::V3 => LrFormat::V3,
+        }
+    }
+
+    /// Number of vCPUs.
+    pub fn vcpu_count(&self) -> usize {
+        self.cpus.len()
+    }
+
+    /// Number of interrupt IDs (32 private + SPIs).
+    pub fn irq_count(&self) -> u32 {
+        32 + self.spis.len() as u32
+    }
+
+    /// The mask of implemented priority bits (e.g. 0xf8 for 5 bits).
+    pub fn priority_mask(&self) -> u8 {
+        self.pri_mask
+    }
+
+    /// Per-vCPU state.
+    pub fn cpu(&self, vcpu: VcpuId) -> Option<&VgicCpu> {
+        self.cpus.get(vcpu)
+    }
+
+    /// Per-vCPU state, mutable (redistributor registers, `running`).
+    pub fn cpu_mut(&mut self, vcpu: VcpuId) -> Option<&mut VgicCpu> {
+        self.cpus.get_mut(vcpu)
+    }
+
+    /// The vCPU whose affinity is `aff` (GICD_IROUTER layout).
+    pub fn vcpu_of_affinity(&self, aff: u64) -> Option<VcpuId> {
+        self.cpus.iter().position(|c| c.affinity == aff)
+    }
+
+    /// An interrupt's state as the vCPU `vcpu` sees it (private interrupts are banked).
+    pub fn irq(&self, vcpu: VcpuId, id: IntId) -> Option<&IrqState> {
+        if id.is_private() {
+            self.cpus.get(vcpu).map(|c| &c.private[id.0 as usize])
+        } else {
+            self.spis.get(id.0.checked_sub(32)? as usize)
+        }
+    }
+
+    fn irq_mut(&mut self, vcpu: VcpuId, id: IntId) -> Option<&mut IrqState> {
+        if id.is_private() {
+            self.cpus
+                .get_mut(vcpu)
+                .map(|c| &mut c.private[id.0 as usize])
+        } else {
+            self.spis.get_mut(id.0.checked_sub(32)? as usize)
+        }
+    }
+
+    /// The vCPU that must see interrupt `id` (banked for `vcpu`), per the oracle.
+    pub fn target(&self, vcpu: VcpuId, id: IntId) -> Option<VcpuId> {
+        let irq = self.irq(vcpu, id)?;
+        if id.is_private() {
+            return irq
+                .is_candidate(self.enable_grp0, self.enable_grp1)
+                .then_some(vcpu);
+        }
+        // IRM=1 ("1 of N"): exitless picks vCPU 0, one of the participating PEs the
+        // architecture lets it choose.
+        irq::spi_target(
+            irq,
+            self.enable_grp0,
+            self.enable_grp1,
+            self.cpus.len(),
+            0,
+            |aff| self.vcpu_of_affinity(aff),
+        )
+    }
+
+    /// Re-evaluates where interrupt `id` should go after a change, queues it there and, if
+    /// that vCPU (or the one holding it in an LR) is running, asks for a kick.
+    fn requeue(&mut self, vcpu: VcpuId, id: IntId) {
+        let resident = self.irq(vcpu, id).and_then(|i| i.resident);
+        if let Some(r) = resident
+            && self.cpus.get(r).is_some_and(|c| c.running)
+        {
+            self.kicks |= 1 << r;
+        }
+        if let Some(t) = self.target(vcpu, id) {
+            let c = &mut self.cpus[t];
+            c.queued[(id.0 / 64) as usize] |= 1 << (id.0 % 64);
+            if c.running && resident != Some(t) {
+                self.kicks |= 1 << t;
+            }
+        }
+    }
+
+    /// Applies `f` to interrupt `id` (banked for `vcpu`) and requeues it. Returns false if the
+    /// interrupt does not exist.
+    pub fn update(&mut self, vcpu: VcpuId, id: IntId, f: impl FnOnce(&mut IrqState)) -> bool {
+        let Some(irq) = self.irq_mut(vcpu, id) else {
+            return false;
+        };
+        f(irq);
+        self.requeue(vcpu, id);
+        true
+    }
+
+    /// vCPUs to kick (bit n = vCPU n), and forgets them.
+    pub fn take_kicks(&mut self) -> u64 {
+        core::mem::take(&mut self.kicks)
+    }
+
+    /// GICD_CTLR group enables; every interrupt may change its target.
+    pub fn set_group_enables(&mut self, grp0: bool, grp1: bool) {
+        self.enable_grp0 = grp0;
+        self.enable_grp1 = grp1;
+        self.requeue_all();
+    }
+
+    fn requeue_all(&mut self) {
+        for v in 0..self.cpus.len() {
+            for i in 0..IntId::PRIVATE_COUNT {
+                self.requeue(v, IntId(i));
+            }
+        }
+        for i in 0..self.spis.len() as u32 {
+            self.requeue(0, IntId(32 + i));
+        }
+    }
+
+    // --- Per-interrupt operations, shared by the vGICv2 and vGICv3 register tables. ---
+
+    /// ISENABLER/ICENABLER.
+    pub fn set_enabled(&mut self, vcpu: VcpuId, id: IntId, on: bool) {
+        self.update(vcpu, id, |i| i.enabled = on);
+    }
+
+    /// ISPENDR (true) / ICPENDR (false). Clearing does not lower an asserted level input.
+    pub fn set_pending(&mut self, vcpu: VcpuId, id: IntId, on: bool) {
+        self.update(vcpu, id, |i| {
+            if i.resident.is_some() && !on {
+                i.pending_request = Some(false);
+            }
+            i.pending_latch = on;
+            if !on {
+                i.sgi_sources = 0;
+            }
+        });
+    }
+
+    /// ISACTIVER (true) / ICACTIVER (false).
+    pub fn set_active(&mut self, vcpu: VcpuId, id: IntId, on: bool) {
+        self.update(vcpu, id, |i| {
+            if i.resident.is_some() {
+                i.active_request = Some(on);
+            }
+            i.active = on;
+            if !on {
+                i.active_on = None;
+            }
+        });
+    }
+
+    /// IPRIORITYR (the unimplemented low bits read as zero).
+    pub fn set_priority(&mut self, vcpu: VcpuId, id: IntId, prio: u8) {
+        let p = prio & self.pri_mask;
+        self.update(vcpu, id, |i| i.priority = p);
+    }
+
+    /// ICFGR (SGIs are always edge-triggered).
+    pub fn set_trigger(&mut self, vcpu: VcpuId, id: IntId, t: Trigger) {
+        if !id.is_sgi() {
+            self.update(vcpu, id, |i| i.trigger = t);
+        }
+    }
+
+    /// IGROUPR.
+    pub fn set_group1(&mut self, vcpu: VcpuId, id: IntId, g1: bool) {
+        self.update(vcpu, id, |i| i.group1 = g1);
+    }
+
+    /// IROUTER / ITARGETSR of an SPI.
+    pub fn set_route(&mut self, id: IntId, route: Route) {
+        if id.is_spi() {
+            self.update(0, id, |i| i.route = route);
+        }
+    }
+
+    // --- Injection from devices and the hypervisor. ---
+
+    /// Sets the level of a level-sensitive input (emulated devices, linked physical lines).
+    pub fn set_line_level(&mut self, vcpu: VcpuId, id: IntId, level: bool) {
+        self.update(vcpu, id, |i| i.line_level = level);
+    }
+
+    /// A rising edge on an edge-triggered input (or a level pulse on a level one).
+    pub fn inject_edge(&mut self, vcpu: VcpuId, id: IntId) {
+        self.update(vcpu, id, |i| i.pending_latch = true);
+    }
+
+    /// Links virtual interrupt `id` to physical `phys` (LR HW bit) and makes it pending: the
+    /// physical interrupt fired and stays active until the guest deactivates the virtual one.
+    pub fn inject_hw(&mut self, vcpu: VcpuId, id: IntId, phys: u32) {
+        self.update(vcpu, id, |i| {
+            i.hw = Some(phys);
+            match i.trigger {
+                Trigger::Level => i.line_level = true,
+                Trigger::Edge => i.pending_latch = true,
+            }
+        });
+    }
+
+    /// Makes SGI `sgi` pending on each vCPU in `targets` (bit n = vCPU n), from vCPU `source`.
+    /// With `group1_allowed == false` (ICC_SGI0R_EL1, ICC_ASGI1R_EL1 in a single security
+    /// state) only SGIs configured as group 0 are generated.
+    pub fn send_sgi(&mut self, source: VcpuId, sgi: u32, targets: u64, group1_allowed: bool) {
+        let id = IntId(sgi & 0xf);
+        for t in 0..self.cpus.len() {
+            if targets & (1 << t) == 0 {
+                continue;
+            }
+            let v2 = self.version == GicVersion::V2;
+            self.update(t, id, |i| {
+                if !group1_allowed && i.group1 {
+                    return;
+                }
+                if v2 {
+                    i.sgi_sources |= 1 << (source & 7);
+                } else {
+                    i.pending_latch = true;
+                }
+            });
+        }
+    }
+
+    /// Resets one vCPU's private interrupts and list-register bookkeeping (PSCI CPU_ON of a
+    /// vCPU that was off). Linked physical interrupts still active are returned for
+    /// deactivation.
+    pub fn reset_vcpu(&mut self, vcpu: VcpuId) {
+        let v2 = self.version == GicVersion::V2;
+        let Some(c) = self.cpus.get_mut(vcpu) else {
+            return;
+        };
+        for (i, irq) in c.private.iter_mut().enumerate() {
+            if irq.active
+                && let Some(p) = irq.hw
+            {
+                self.phys.deactivate.push(p);
+            }
+            let hw = irq.hw;
+            *irq = IrqState::reset(IntId(i as u32), v2);
+            irq.hw = hw;
+        }
+        c.lrs = [None; MAX_LRS];
+        c.outside_active.clear();
+        c.queued = [0; 16];
+        c.running = false;
+    }
+}
+
+#[cfg(test)]
+mod tests;

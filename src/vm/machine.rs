@@ -1,0 +1,729 @@
+//! A running VM, as the hypervisor's exit handlers see it: its configuration and memory map,
+//! its virtual GIC, its virtual UART, the MMIO bus between them, its vCPUs' power states, and
+//! its counters; and [`Vm::handle_exit`], which turns a decoded guest exit into the emulation
+//! and tells the hardware shell what is left to do (inject an exception, start a vCPU, stop the
+//! VM, handle a physical interrupt).
+//!
+//! Pure: nothing here touches hardware; the few things an exit needs from it (an ID register's
+//! real value, kicking a vCPU on another CPU, console output) go through [`ExitHw`].
+//!
+//! Lock order (one VM): `vcpus[n].state` → `vgic` → `uart` → `stats`. No lock is held while
+//! calling into [`ExitHw`].
+
+use alloc::collections::BTreeMap;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+
+use spin::Mutex;
+
+use super::config::VmConfig;
+use super::layout::VmLayout;
+use super::mmio::MmioBus;
+use crate::dev::pl011::Pl011;
+use crate::platform::GicVersion;
+use crate::trap::esr::SysRegId;
+use crate::vcpu::exit::{Exit, MmioAccess};
+use crate::vcpu::psci::{self, PowerState, PsciAction, PsciVm};
+use crate::vcpu::regs::GuestRegs;
+use crate::vcpu::sysreg::{self, FeaturePolicy, SysRegAction};
+use crate::vgic::irq::IntId;
+use crate::vgic::{Vgic, VgicConfig};
+
+/// SPIs every VM's vGIC has (224, so 256 interrupt IDs as on QEMU virt).
+pub const VM_SPIS: u32 = 224;
+
+/// ICC_DIR_EL1, trapped while the guest uses EOImode=1 and active interrupts wait outside the
+/// list registers (ICH_HCR_EL2.TDIR).
+pub const ICC_DIR_EL1: SysRegId = SysRegId::new(3, 0, 12, 11, 1);
+
+/// Emulated devices on a VM's MMIO bus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Device {
+    /// The distributor.
+    Gicd,
+    /// The GICv3 redistributors.
+    Gicr,
+    /// The PL011.
+    Uart,
+}
+
+impl Device {
+    /// The name counters use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Device::Gicd => "GICD",
+            Device::Gicr => "GICR",
+            Device::Uart => "PL011",
+        }
+    }
+}
+
+/// Why a vCPU left the guest, for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ExitReason {
+    /// Emulated MMIO.
+    Mmio,
+    /// MMIO the syndrome does not describe (aborted).
+    MmioUndecodable,
+    /// HVC (SMCCC, PSCI).
+    Hvc,
+    /// SMC.
+    Smc,
+    /// Trapped system register.
+    SysReg,
+    /// Trapped WFI/WFE.
+    Wfx,
+    /// Physical IRQ.
+    Irq,
+    /// Physical FIQ.
+    Fiq,
+    /// SError.
+    SError,
+    /// Abort at an address no device owns, or another guest fault.
+    GuestFault,
+    /// Anything that gets an UNDEF.
+    Undefined,
+}
+
+impl ExitReason {
+    /// All reasons, in counter order.
+    pub const ALL: [ExitReason; 11] = [
+        ExitReason::Mmio,
+        ExitReason::MmioUndecodable,
+        ExitReason::Hvc,
+        ExitReason::Smc,
+        ExitReason::SysReg,
+        ExitReason::Wfx,
+        ExitReason::Irq,
+        ExitReason::Fiq,
+        ExitReason::SError,
+        ExitReason::GuestFault,
+        ExitReason::Undefined,
+    ];
+
+    /// Short name.
+    pub fn name(self) -> &'static str {
+        match self {
+            ExitReason::Mmio => "mmio",
+            ExitReason::MmioUndecodable => "mmio-undecodable",
+            ExitReason::Hvc => "hvc",
+            ExitReason::Smc => "smc",
+            ExitReason::SysReg => "sysreg",
+            ExitReason::Wfx => "wfx",
+            ExitReason::Irq => "irq",
+            ExitReason::Fiq => "fiq",
+            ExitReason::SError => "serror",
+            ExitReason::GuestFault => "guest-fault",
+            ExitReason::Undefined => "undef",
+        }
+    }
+
+    /// The reason for a decoded exit.
+    pub fn of(exit: &Exit) -> Self {
+        match exit {
+            Exit::Mmio(_) => ExitReason::Mmio,
+            Exit::MmioUndecodable { .. } => ExitReason::MmioUndecodable,
+            Exit::Hvc { .. } => ExitReason::Hvc,
+            Exit::Smc { .. } => ExitReason::Smc,
+            Exit::SysReg { .. } => ExitReason::SysReg,
+            Exit::Wfx { .. } => ExitReason::Wfx,
+            Exit::Irq => ExitReason::Irq,
+            Exit::Fiq => ExitReason::Fiq,
+            Exit::SError { .. } => ExitReason::SError,
+            Exit::GuestFault { .. } => ExitReason::GuestFault,
+            Exit::Undefined { .. } => ExitReason::Undefined,
+        }
+    }
+}
+
+/// Kinds of interrupts injected, for the counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InjectKind {
+    /// SGIs between vCPUs.
+    Sgi,
+    /// Timer PPIs, linked to the physical ones.
+    TimerPpi,
+    /// The virtual UART's SPI.
+    UartSpi,
+    /// A passed-through device's SPI, linked to the physical one.
+    PassthroughSpi,
+}
+
+/// Per-vCPU counters.
+#[derive(Debug, Clone, Default)]
+pub struct VcpuStats {
+    /// Exits by reason, indexed like [`ExitReason::ALL`].
+    pub exits: [u64; 11],
+    /// Trapped system registers by encoding.
+    pub sysregs: BTreeMap<SysRegId, u64>,
+    /// Maintenance interrupts taken.
+    pub maintenance: u64,
+    /// Kicks (physical SGIs) received.
+    pub kicks: u64,
+}
+
+impl VcpuStats {
+    /// Total exits.
+    pub fn total(&self) -> u64 {
+        self.exits.iter().sum()
+    }
+
+    /// Exits of one reason.
+    pub fn count(&self, r: ExitReason) -> u64 {
+        ExitReason::ALL
+            .iter()
+            .position(|&x| x == r)
+            .map_or(0, |i| self.exits[i])
+    }
+}
+
+/// Per-VM counters.
+#[derive(Debug, Default)]
+pub struct VmStats {
+    /// MMIO accesses by (device, register group).
+    pub mmio: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    /// Interrupts injected: SGI, timer PPI, UART SPI, passthrough SPI.
+    pub injected: [AtomicU64; 4],
+    /// Guest accesses aborted (unowned address, undecodable access).
+    pub aborts: AtomicU64,
+}
+
+impl VmStats {
+    /// Counts one injection.
+    pub fn inject(&self, kind: InjectKind) {
+        let i = match kind {
+            InjectKind::Sgi => 0,
+            InjectKind::TimerPpi => 1,
+            InjectKind::UartSpi => 2,
+            InjectKind::PassthroughSpi => 3,
+        };
+        self.injected[i].fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A vCPU's power state and what to start it with (PSCI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VcpuPower {
+    /// On, off, or on-pending (CPU_ON accepted, not yet running).
+    pub state: PowerState,
+    /// Entry point and x0 for the next start.
+    pub boot: Option<(u64, u64)>,
+}
+
+/// One vCPU slot of a VM.
+#[derive(Debug)]
+pub struct VcpuSlot {
+    /// Power state and boot arguments.
+    pub power: Mutex<VcpuPower>,
+    /// The physical CPU (logical number) this vCPU is pinned to.
+    pub pcpu: usize,
+    /// Counters.
+    pub stats: Mutex<VcpuStats>,
+}
+
+/// A VM's life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum VmState {
+    /// Running (or about to).
+    Running = 0,
+    /// SYSTEM_OFF: every vCPU stops.
+    Stopping = 1,
+    /// SYSTEM_RESET: every vCPU stops, then the VM restarts.
+    Resetting = 2,
+}
+
+/// A VM.
+#[derive(Debug)]
+pub struct Vm {
+    /// Index among the hypervisor's VMs (also its VMID - 1).
+    pub id: usize,
+    /// Its configuration.
+    pub config: VmConfig,
+    /// Its guest-physical memory map.
+    pub layout: VmLayout,
+    /// The virtual GIC.
+    pub vgic: Mutex<Vgic>,
+    /// The virtual UART.
+    pub uart: Mutex<Pl011>,
+    /// MMIO routing.
+    pub bus: MmioBus<Device>,
+    /// vCPUs.
+    pub vcpus: Vec<VcpuSlot>,
+    /// Counters.
+    pub stats: VmStats,
+    state: AtomicU8,
+    /// What the guest may see of the CPU's features.
+    pub features: FeaturePolicy,
+}
+
+/// What the hardware shell must do after [`Vm::handle_exit`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Go back into the guest (registers already updated).
+    Resume,
+    /// Inject an UNDEF (unknown reason) at the current PC.
+    InjectUndef,
+    /// Inject a synchronous external abort for the faulting access (an instruction abort if
+    /// the exit was an instruction fetch, else a data abort; FAR is the guest's virtual
+    /// address from FAR_EL2).
+    InjectAbort {
+        /// Whether the access was a write.
+        write: bool,
+    },
+    /// Take the physical interrupt(s) that caused the exit.
+    PhysIrq,
+    /// This vCPU powers off (PSCI CPU_OFF).
+    CpuOff,
+    /// This vCPU restarts at `entry` with x0 = `context` (CPU_SUSPEND powerdown).
+    Restart {
+        /// Entry point.
+        entry: u64,
+        /// x0.
+        context: u64,
+    },
+    /// A vCPU was powered on: wake its physical CPU; then resume.
+    Wake(usize),
+    /// The VM stops (SYSTEM_OFF).
+    VmOff,
+    /// The VM restarts (SYSTEM_RESET).
+    VmReset,
+}
+
+/// What an exit may need from the hardware.
+pub trait ExitHw {
+    /// The hardware value of an ID register.
+    fn read_id_reg(&mut self, id: SysRegId) -> u64;
+    /// Kicks the vCPUs in `mask` (bit n = vCPU n of `vm`) that are running on other CPUs.
+    fn kick(&mut self, vm: &Vm, mask: u64);
+    /// Writes the guest's console output.
+    fn console_out(&mut self, vm: &Vm, bytes: &[u8]);
+}
+
+/// Why a VM could not be created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmError {
+    /// Two devices of the memory map overlap (the layout check should have caught it).
+    Bus(String),
+}
+
+impl core::fmt::Display for VmError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            VmError::Bus(e) => write!(f, "memory map: {e}"),
+        }
+    }
+}
+
+/// The hardware facts a VM is built with.
+#[derive(Debug, Clone, Copy)]
+pub struct VmHost {
+    /// List registers of the virtual CPU interface.
+    pub lr_count: usize,
+    /// Its priority bits.
+    pub pri_bits: u8,
+    /// The physical CPU each vCPU is pinned to.
+    pub first_pcpu: usize,
+}
+
+impl Vm {
+    /// Builds VM `id` from its configuration. Its vCPU 0 is on-pending with `boot` (entry, x0);
+    /// the others are off until the guest starts them with PSCI.
+    pub fn new(
+        id: usize,
+        config: VmConfig,
+        host: &VmHost,
+        boot: (u64, u64),
+    ) -> Result<Vm, VmError> {
+        let layout = config.layout;
+        let vgic = Vgic::new(&VgicConfig {
+            version: config.gic,
+            vcpus: config.vcpus,
+            spis: VM_SPIS,
+            lr_count: host.lr_count,
+            pri_bits: host.pri_bits,
+        });
+        let mut bus = MmioBus::new();
+        let bus_err = |e: super::mmio::BusError| VmError::Bus(alloc::format!("{e}"));
+        bus.insert(layout.gicd_range(), Device::Gicd, "GICD")
+            .map_err(bus_err)?;
+        if config.gic == GicVersion::V3 {
+            bus.insert(layout.gicr_range(config.vcpus), Device::Gicr, "GICR")
+                .map_err(bus_err)?;
+        }
+        bus.insert(layout.uart_range(), Device::Uart, "PL011")
+            .map_err(bus_err)?;
+        let vcpus = (0..config.vcpus)
+            .map(|n| VcpuSlot {
+                power: Mutex::new(VcpuPower {
+                    state: if n == 0 {
+                        PowerState::OnPending
+                    } else {
+                        PowerState::Off
+                    },
+                    boot: (n == 0).then_some(boot),
+                }),
+                pcpu: host.first_pcpu + n,
+                stats: Mutex::new(VcpuStats::default()),
+            })
+            .collect();
+        let features = FeaturePolicy {
+            gic_v3: config.gic == GicVersion::V3,
+        };
+        Ok(Vm {
+            id,
+            config,
+            layout,
+            vgic: Mutex::new(vgic),
+            uart: Mutex::new(Pl011::new()),
+            bus,
+            vcpus,
+            stats: VmStats::default(),
+            state: AtomicU8::new(VmState::Running as u8),
+            features,
+        })
+    }
+
+    /// Puts the vGIC and the UART back in their reset state (SYSTEM_RESET; every vCPU is off).
+    pub fn reset_devices(&self) {
+        let cfg = {
+            let g = self.vgic.lock();
+            VgicConfig {
+                version: self.config.gic,
+                vcpus: self.config.vcpus,
+                spis: VM_SPIS,
+                lr_count: g.lr_count(),
+                pri_bits: g.pri_bits(),
+            }
+        };
+        *self.vgic.lock() = Vgic::new(&cfg);
+        *self.uart.lock() = Pl011::new();
+    }
+
+    /// The VM's name.
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// The VM's state.
+    pub fn state(&self) -> VmState {
+        match self.state.load(Ordering::Acquire) {
+            0 => VmState::Running,
+            1 => VmState::Stopping,
+            _ => VmState::Resetting,
+        }
+    }
+
+    /// Moves the VM to `s` (stopping wins over resetting).
+    pub fn set_state(&self, s: VmState) {
+        if s == VmState::Resetting && self.state() == VmState::Stopping {
+            return;
+        }
+        self.state.store(s as u8, Ordering::Release);
+    }
+
+    /// The virtual UART's interrupt, raised or lowered to match its output line.
+    pub fn sync_uart_irq(&self, hw: &mut impl ExitHw) {
+        let level = self.uart.lock().irq_level();
+        let id = IntId(self.layout.uart_intid);
+        let mut vgic = self.vgic.lock();
+        let before = vgic.irq(0, id).is_some_and(|i| i.line_level);
+        vgic.set_line_level(0, id, level);
+        let kicks = vgic.take_kicks();
+        drop(vgic);
+        if level && !before {
+            self.stats.inject(InjectKind::UartSpi);
+        }
+        hw.kick(self, kicks);
+    }
+
+    /// Handles one exit of vCPU `vcpu` whose registers are `regs`.
+    pub fn handle_exit(
+        &self,
+        vcpu: usize,
+        regs: &mut GuestRegs,
+        exit: Exit,
+        hw: &mut impl ExitHw,
+    ) -> Outcome {
+        if let Some(slot) = self.vcpus.get(vcpu) {
+            let mut s = slot.stats.lock();
+            let r = ExitReason::of(&exit);
+            if let Some(i) = ExitReason::ALL.iter().position(|&x| x == r) {
+                s.exits[i] += 1;
+            }
+            if let Exit::SysReg { id, .. } = exit {
+                *s.sysregs.entry(id).or_insert(0) += 1;
+            }
+        }
+        match exit {
+            Exit::Mmio(access) => self.mmio(vcpu, regs, &access, hw),
+            Exit::MmioUndecodable { ipa } => {
+                self.stats.aborts.fetch_add(1, Ordering::Relaxed);
+                log::debug!(
+                    "VM {} vCPU {vcpu}: undecodable access (ISV=0) to {ipa:#x} at pc {:#x}: abort",
+                    self.name(),
+                    regs.pc
+                );
+                Outcome::InjectAbort { write: false }
+            }
+            Exit::Hvc { .. } => self.smccc(vcpu, regs, hw),
+            Exit::Smc { .. } => {
+                // A trapped SMC returns to the SMC itself (ELR points at it).
+                regs.pc = regs.pc.wrapping_add(4);
+                self.smccc(vcpu, regs, hw)
+            }
+            Exit::SysReg { id, rt, write } => self.sysreg(vcpu, regs, id, rt, write, hw),
+            Exit::Wfx { .. } => {
+                regs.pc = regs.pc.wrapping_add(4);
+                Outcome::Resume
+            }
+            Exit::Irq | Exit::Fiq => Outcome::PhysIrq,
+            Exit::SError { esr } => {
+                log::warn!(
+                    "VM {} vCPU {vcpu}: SError (ESR {esr:#x}): stopping the VM",
+                    self.name()
+                );
+                self.set_state(VmState::Stopping);
+                Outcome::VmOff
+            }
+            Exit::GuestFault { ipa, write, .. } => {
+                self.stats.aborts.fetch_add(1, Ordering::Relaxed);
+                log::debug!(
+                    "VM {} vCPU {vcpu}: fault at IPA {ipa:#x} (pc {:#x}): abort",
+                    self.name(),
+                    regs.pc
+                );
+                Outcome::InjectAbort { write }
+            }
+            Exit::Undefined { ec } => {
+                log::debug!(
+                    "VM {} vCPU {vcpu}: exception class {ec:#x} at pc {:#x}: UNDEF",
+                    self.name(),
+                    regs.pc
+                );
+                Outcome::InjectUndef
+            }
+        }
+    }
+
+    fn mmio(
+        &self,
+        vcpu: usize,
+        regs: &mut GuestRegs,
+        a: &MmioAccess,
+        hw: &mut impl ExitHw,
+    ) -> Outcome {
+        let Some((dev, offset, _)) = self.bus.find(a.ipa) else {
+            self.stats.aborts.fetch_add(1, Ordering::Relaxed);
+            log::debug!(
+                "VM {} vCPU {vcpu}: {} of {} bytes at {:#x}, which nothing owns: abort",
+                self.name(),
+                if a.write { "write" } else { "read" },
+                a.width,
+                a.ipa
+            );
+            return Outcome::InjectAbort { write: a.write };
+        };
+        let value = a.write.then(|| a.write_value(regs.reg(a.reg)));
+        let (raw, group) = match dev {
+            Device::Gicd | Device::Gicr => {
+                let mut vgic = self.vgic.lock();
+                let out = match (dev, self.config.gic) {
+                    (Device::Gicd, GicVersion::V3) => {
+                        vgic.gicd_access(vcpu, offset, a.width, value)
+                    }
+                    (Device::Gicd, GicVersion::V2) => {
+                        vgic.gicd_v2_access(vcpu, offset, a.width, value)
+                    }
+                    _ => vgic.gicr_access(vcpu, offset, a.width, value),
+                };
+                let kicks = vgic.take_kicks();
+                drop(vgic);
+                hw.kick(self, kicks);
+                (out.value, out.group)
+            }
+            Device::Uart => {
+                let mut uart = self.uart.lock();
+                let v = match value {
+                    Some(v) => {
+                        uart.mmio_write(offset, a.width, v);
+                        0
+                    }
+                    None => uart.mmio_read(offset, a.width),
+                };
+                let mut out = [0u8; 64];
+                let mut n = 0;
+                for b in uart.take_output() {
+                    out[n] = b;
+                    n += 1;
+                    if n == out.len() {
+                        hw.console_out(self, &out);
+                        n = 0;
+                    }
+                }
+                drop(uart);
+                if n > 0 {
+                    hw.console_out(self, &out[..n]);
+                }
+                self.sync_uart_irq(hw);
+                (v, if offset == 0 { "DR" } else { "other" })
+            }
+        };
+        *self
+            .stats
+            .mmio
+            .lock()
+            .entry((dev.name(), group))
+            .or_insert(0) += 1;
+        if !a.write {
+            regs.set_reg(a.reg, a.read_result(raw));
+        }
+        regs.pc = regs.pc.wrapping_add(4);
+        Outcome::Resume
+    }
+
+    fn smccc(&self, vcpu: usize, regs: &mut GuestRegs, hw: &mut impl ExitHw) -> Outcome {
+        let call = [regs.x[0], regs.x[1], regs.x[2], regs.x[3]];
+        match psci::handle(&call, vcpu, self) {
+            PsciAction::Return(r) => {
+                regs.x[..4].copy_from_slice(&r);
+                Outcome::Resume
+            }
+            PsciAction::CpuOn {
+                target,
+                entry,
+                context,
+            } => {
+                if let Some(slot) = self.vcpus.get(target) {
+                    let mut p = slot.power.lock();
+                    if p.state == PowerState::Off {
+                        *p = VcpuPower {
+                            state: PowerState::OnPending,
+                            boot: Some((entry, context)),
+                        };
+                    }
+                }
+                regs.x[0] = psci::SUCCESS as u64;
+                let _ = hw;
+                Outcome::Wake(target)
+            }
+            PsciAction::CpuOff => Outcome::CpuOff,
+            PsciAction::Suspend {
+                powerdown: Some((entry, context)),
+            } => Outcome::Restart { entry, context },
+            PsciAction::Suspend { powerdown: None } => {
+                regs.x[0] = psci::SUCCESS as u64;
+                Outcome::Resume
+            }
+            PsciAction::SystemOff => {
+                self.set_state(VmState::Stopping);
+                Outcome::VmOff
+            }
+            PsciAction::SystemReset => {
+                self.set_state(VmState::Resetting);
+                Outcome::VmReset
+            }
+            PsciAction::Vendor { function, .. } => {
+                regs.x[0] = self.vendor_call(vcpu, function, regs);
+                Outcome::Resume
+            }
+        }
+    }
+
+    /// Vendor-specific hypervisor services (exitless's own SMCCC range).
+    fn vendor_call(&self, vcpu: usize, function: u32, regs: &mut GuestRegs) -> u64 {
+        if function == psci::HYP_GET_EXIT_COUNTERS {
+            // x1 = reason index: returns that counter of the calling vCPU in x1 (x0 = 0), or the
+            // total when x1 is u64::MAX; unknown index: NOT_SUPPORTED.
+            let s = self
+                .vcpus
+                .get(vcpu)
+                .map(|v| v.stats.lock().clone())
+                .unwrap_or_default();
+            let which = regs.x[1];
+            let v = if which == u64::MAX {
+                Some(s.total())
+            } else {
+                s.exits.get(which as usize).copied()
+            };
+            return match v {
+                Some(v) => {
+                    regs.x[1] = v;
+                    0
+                }
+                None => psci::NOT_SUPPORTED as u64,
+            };
+        }
+        psci::NOT_SUPPORTED as u64
+    }
+
+    fn sysreg(
+        &self,
+        vcpu: usize,
+        regs: &mut GuestRegs,
+        id: SysRegId,
+        rt: u8,
+        write: bool,
+        hw: &mut impl ExitHw,
+    ) -> Outcome {
+        if id == ICC_DIR_EL1 && write {
+            let intid = regs.reg(rt) as u32 & 0xff_ffff;
+            self.vgic.lock().deactivate(vcpu, IntId(intid));
+            regs.pc = regs.pc.wrapping_add(4);
+            return Outcome::Resume;
+        }
+        let value = match sysreg::classify(id, write) {
+            SysRegAction::ReadIdReg(id) => {
+                let hwv = hw.read_id_reg(id);
+                sysreg::sanitize_id(id, hwv, &self.features)
+            }
+            SysRegAction::Sgi1r | SysRegAction::Asgi1r | SysRegAction::Sgi0r => {
+                let group1 = matches!(sysreg::classify(id, write), SysRegAction::Sgi1r);
+                let v = regs.reg(rt);
+                let mut vgic = self.vgic.lock();
+                vgic.sgi_register_write(vcpu, v, group1);
+                let kicks = vgic.take_kicks();
+                drop(vgic);
+                self.stats.inject(InjectKind::Sgi);
+                hw.kick(self, kicks);
+                0
+            }
+            SysRegAction::ReadAsZero | SysRegAction::Ignore => 0,
+            SysRegAction::Undefined => {
+                log::debug!(
+                    "VM {} vCPU {vcpu}: {} {id:?} at pc {:#x}: UNDEF",
+                    self.name(),
+                    if write { "write to" } else { "read of" },
+                    regs.pc
+                );
+                return Outcome::InjectUndef;
+            }
+        };
+        if !write {
+            regs.set_reg(rt, value);
+        }
+        regs.pc = regs.pc.wrapping_add(4);
+        Outcome::Resume
+    }
+}
+
+impl PsciVm for Vm {
+    fn vcpu_count(&self) -> usize {
+        self.vcpus.len()
+    }
+
+    fn mpidr_to_vcpu(&self, mpidr: u64) -> Option<usize> {
+        let aff = mpidr & crate::platform::MPIDR_AFFINITY_MASK;
+        (aff < self.vcpus.len() as u64).then_some(aff as usize)
+    }
+
+    fn power_state(&self, vcpu: usize) -> PowerState {
+        self.vcpus
+            .get(vcpu)
+            .map_or(PowerState::Off, |v| v.power.lock().state)
+    }
+}
+
+#[cfg(test)]
+mod tests;
