@@ -65,6 +65,11 @@ linux() { # name bundle cpu vcpus gicline extra...
 		--expect "exitless-guest: init started on $vcpus CPUs" \
 		--expect "$gicline" \
 		--expect "exitless-guest: arch_timer and IPI counts rose on all $vcpus CPUs" \
+		--expect "VM 'linux': vCPU .*which nothing owns.*the guest gets an abort \(1 so far\)" \
+		--expect "exitless-guest: badaccess unowned exited with status 135" \
+		--expect "VM 'linux': vCPU .*ISV=0.*at IPA 0x8000000.*the guest gets an abort \(2 so far\)" \
+		--expect "exitless-guest: badaccess ldp exited with status 135" \
+		--expect "exitless-guest: still running after the aborted accesses" \
 		--expect "exitless-guest: test done" \
 		--expect "VM 'linux' powered off" \
 		--expect "exits for interrupt acknowledge and completion .*: 0" \
@@ -76,6 +81,17 @@ linux linux-gicv3-a72 linux-test cortex-a72 2 "$V3LINES"
 linux linux-gicv3-max linux-test max 2 "$V3LINES"
 linux linux-gicv3-smp4 linux-smp4-test cortex-a72 4 \
 	"GICv3: CPU3: found redistributor 3 region 0:0x0000000008100000"
+
+# The console: input reaches the guest's shell (through the physical UART's interrupt and the
+# virtual PL011), the command key prints the counters on demand, `exit` powers the VM off.
+b=$(bash scripts/mk-default-bundle.sh linux) || fails=$((fails + 1))
+check $T linux-console --smp 2 --mem 2G --initrd "$b" --exit --timeout 300 \
+	--expect "exitless-guest: interactive shell" \
+	--send 1 "echo hello-\$((6*7))"$'\n' --expect "hello-42" \
+	--send 2 $'\x1dc' --expect "=== counters of VM 'linux' ===" \
+	--expect "exits for interrupt acknowledge and completion .*: 0" \
+	--send 4 "exit"$'\n' --expect "VM 'linux' powered off" \
+	--expect "all VMs are off: powering the machine off"
 
 if ((fails)); then
 	echo "boot tests: $fails failed"

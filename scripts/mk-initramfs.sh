@@ -8,6 +8,8 @@
 #                       checked against the applet table inside the binary instead)
 #   /init               scripts/guest/init.sh (mounts, prints, runs the boot self-test when the
 #                       kernel command line says exitless.test=boot, otherwise a shell)
+#   /bin/badaccess      scripts/guest/badaccess.S, assembled and linked static with binutils
+#                       (aarch64-linux-gnu-as/ld): accesses the hypervisor must abort
 #   /dev/console        character device 5:1: the kernel opens it for init's stdio before init
 #                       can mount devtmpfs
 #   /dev /proc /sys /tmp
@@ -38,8 +40,9 @@ esac
 G=$CACHE/guest
 BUSYBOX=$G/busybox
 INIT=$SCRIPTS_DIR/guest/init.sh
+BADACCESS=$SCRIPTS_DIR/guest/badaccess.S
 OUT=$G/initramfs.cpio.gz
-INPUTS=("$BUSYBOX" "$INIT" "$SCRIPTS_DIR/mk-initramfs.sh" "$SCRIPTS_DIR/mkbundle.py")
+INPUTS=("$BUSYBOX" "$INIT" "$BADACCESS" "$SCRIPTS_DIR/mk-initramfs.sh" "$SCRIPTS_DIR/mkbundle.py")
 
 if [[ ! -s $BUSYBOX ]]; then
 	log "$BUSYBOX missing: running fetch-guest.sh"
@@ -59,13 +62,18 @@ if [[ $force -eq 0 ]] && up_to_date; then
 fi
 
 need_cmd python3 python3
+need_cmd aarch64-linux-gnu-as binutils-aarch64-linux-gnu
 tmp=$(mktemp "$G/.initramfs.XXXXXX")
-trap 'rm -f "$tmp"' EXIT
+obj=$(mktemp "$G/.badaccess.XXXXXX")
+bin=$(mktemp "$G/.badaccess.XXXXXX")
+trap 'rm -f "$tmp" "$obj" "$bin"' EXIT
+aarch64-linux-gnu-as -o "$obj" "$BADACCESS"
+aarch64-linux-gnu-ld -static -o "$bin" "$obj"
 log "building $OUT (busybox + ${#APPLETS[@]} applet links + /init)"
-python3 - "$SCRIPTS_DIR" "$BUSYBOX" "$INIT" "$tmp" "${APPLETS[@]}" <<'EOF'
+python3 - "$SCRIPTS_DIR" "$BUSYBOX" "$INIT" "$bin" "$tmp" "${APPLETS[@]}" <<'EOF'
 import gzip, io, sys
 
-scripts, busybox_path, init_path, out_path, *applets = sys.argv[1:]
+scripts, busybox_path, init_path, badaccess_path, out_path, *applets = sys.argv[1:]
 sys.path.insert(0, scripts)
 from mkbundle import NewcWriter
 
@@ -90,6 +98,7 @@ entries = {
     "dev/console": ("chr", (5, 1)),
     "bin/busybox": ("file", (busybox, 0o755)),
     "init": ("file", (init, 0o755)),
+    "bin/badaccess": ("file", (open(badaccess_path, "rb").read(), 0o755)),
 }
 for a in applets:
     entries.setdefault(f"bin/{a}", ("link", "busybox"))

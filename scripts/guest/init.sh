@@ -54,6 +54,13 @@ case " $(cat /proc/cmdline) " in
 			if (bad == "") print "exitless-guest: arch_timer and IPI counts rose on all " n " CPUs"
 			else print "exitless-guest: counts did not rise:" bad
 		}' /tmp/irq1 /tmp/irq2
+	# Accesses the hypervisor must answer with an abort: the process gets SIGBUS, the VM
+	# goes on.
+	for mode in unowned ldp; do
+		/bin/badaccess "$mode"
+		echo "exitless-guest: badaccess $mode exited with status $?"
+	done
+	echo "exitless-guest: still running after the aborted accesses"
 	echo "exitless-guest: test done"
 	sync
 	poweroff -f

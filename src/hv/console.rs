@@ -96,11 +96,8 @@ fn deliver(cpu: usize, b: u8) {
     let Some(rt) = VMS.get().and_then(|v| v.get(FOCUS.load(Ordering::Relaxed))) else {
         return;
     };
-    if !rt.vm.uart.lock().receive(b) {
-        return; // the guest's receive FIFO is full: the byte is dropped, as a real UART would
-    }
     let mut hw = run::Hw::new(cpu);
-    rt.vm.sync_uart_irq(&mut hw);
+    rt.vm.console_input(&[b], &mut hw);
 }
 
 fn command(key: u8) {
@@ -181,9 +178,17 @@ pub fn print_counters(rt: &VmRuntime) {
             );
         }
         if !s.sysregs.is_empty() {
-            let _ = write!(out, "  trapped system registers:");
-            for (id, c) in &s.sysregs {
-                let _ = write!(out, " {id}={c}");
+            let is_id =
+                |id: &crate::trap::esr::SysRegId| id.op0() == 3 && id.op1() == 0 && id.crn() == 0;
+            let ids: u64 = s
+                .sysregs
+                .iter()
+                .filter(|(id, _)| is_id(id))
+                .map(|(_, c)| c)
+                .sum();
+            let _ = write!(out, "  trapped system registers: ID registers (TID3) {ids}");
+            for (id, c) in s.sysregs.iter().filter(|(id, _)| !is_id(id)) {
+                let _ = write!(out, ", {id} {c}");
             }
             let _ = writeln!(out);
         }

@@ -10,7 +10,7 @@
 //! Lock order (one VM): `vcpus[n].state` → `vgic` → `uart` → `stats`. No lock is held while
 //! calling into [`ExitHw`].
 
-use alloc::collections::BTreeMap;
+use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -29,6 +29,9 @@ use crate::vcpu::regs::GuestRegs;
 use crate::vcpu::sysreg::{self, FeaturePolicy, SysRegAction};
 use crate::vgic::irq::IntId;
 use crate::vgic::{Vgic, VgicConfig};
+
+/// Console input bytes a VM queues while its UART's receive FIFO is full.
+pub const CONSOLE_INPUT_QUEUE: usize = 4096;
 
 /// SPIs every VM's vGIC has (224, so 256 interrupt IDs as on QEMU virt).
 pub const VM_SPIS: u32 = 224;
@@ -247,6 +250,8 @@ pub struct Vm {
     pub vgic: Mutex<Vgic>,
     /// The virtual UART.
     pub uart: Mutex<Pl011>,
+    /// Console input waiting for room in the UART's receive FIFO.
+    pub console_in: Mutex<VecDeque<u8>>,
     /// MMIO routing.
     pub bus: MmioBus<Device>,
     /// vCPUs.
@@ -377,6 +382,7 @@ impl Vm {
             layout,
             vgic: Mutex::new(vgic),
             uart: Mutex::new(Pl011::new()),
+            console_in: Mutex::new(VecDeque::new()),
             bus,
             vcpus,
             stats: VmStats::default(),
@@ -399,6 +405,7 @@ impl Vm {
         };
         *self.vgic.lock() = Vgic::new(&cfg);
         *self.uart.lock() = Pl011::new();
+        self.console_in.lock().clear();
     }
 
     /// The VM's name.
@@ -421,6 +428,36 @@ impl Vm {
             return;
         }
         self.state.store(s as u8, Ordering::Release);
+    }
+
+    /// Console input for this VM: queued (up to [`CONSOLE_INPUT_QUEUE`] bytes, the rest
+    /// dropped) and moved into the UART's receive FIFO as the guest makes room.
+    pub fn console_input(&self, bytes: &[u8], hw: &mut impl ExitHw) {
+        {
+            let mut q = self.console_in.lock();
+            for &b in bytes {
+                if q.len() < CONSOLE_INPUT_QUEUE {
+                    q.push_back(b);
+                }
+            }
+        }
+        self.refill_uart();
+        self.sync_uart_irq(hw);
+    }
+
+    /// Moves queued console input into the UART's receive FIFO while it has room.
+    fn refill_uart(&self) {
+        let mut q = self.console_in.lock();
+        if q.is_empty() {
+            return;
+        }
+        let mut uart = self.uart.lock();
+        while let Some(&b) = q.front() {
+            if !uart.receive(b) {
+                break;
+            }
+            q.pop_front();
+        }
     }
 
     /// The virtual UART's interrupt, raised or lowered to match its output line.
@@ -459,12 +496,11 @@ impl Vm {
         match exit {
             Exit::Mmio(access) => self.mmio(vcpu, regs, &access, hw),
             Exit::MmioUndecodable { ipa } => {
-                self.stats.aborts.fetch_add(1, Ordering::Relaxed);
-                log::debug!(
-                    "VM {} vCPU {vcpu}: undecodable access (ISV=0) to {ipa:#x} at pc {:#x}: abort",
-                    self.name(),
+                self.report_abort(format_args!(
+                    "vCPU {vcpu}: an access the syndrome does not describe (ISV=0, e.g. a load \
+                     or store pair) at IPA {ipa:#x}, pc {:#x}",
                     regs.pc
-                );
+                ));
                 Outcome::InjectAbort { write: false }
             }
             Exit::Hvc { .. } => self.smccc(vcpu, regs, hw),
@@ -487,13 +523,11 @@ impl Vm {
                 self.set_state(VmState::Stopping);
                 Outcome::VmOff
             }
-            Exit::GuestFault { ipa, write, .. } => {
-                self.stats.aborts.fetch_add(1, Ordering::Relaxed);
-                log::debug!(
-                    "VM {} vCPU {vcpu}: fault at IPA {ipa:#x} (pc {:#x}): abort",
-                    self.name(),
+            Exit::GuestFault { ipa, write, fsc } => {
+                self.report_abort(format_args!(
+                    "vCPU {vcpu}: stage-2 {fsc} at IPA {ipa:#x}, pc {:#x}",
                     regs.pc
-                );
+                ));
                 Outcome::InjectAbort { write }
             }
             Exit::Undefined { ec } => {
@@ -507,6 +541,18 @@ impl Vm {
         }
     }
 
+    /// Counts an aborted guest access and logs it, rate-limited: the 1st, 2nd, 4th, 8th... of
+    /// each VM (a misbehaving guest cannot flood the console).
+    fn report_abort(&self, what: core::fmt::Arguments<'_>) {
+        let n = self.stats.aborts.fetch_add(1, Ordering::Relaxed) + 1;
+        if n.is_power_of_two() {
+            log::warn!(
+                "VM '{}': {what}: the guest gets an abort ({n} so far)",
+                self.name()
+            );
+        }
+    }
+
     fn mmio(
         &self,
         vcpu: usize,
@@ -515,14 +561,13 @@ impl Vm {
         hw: &mut impl ExitHw,
     ) -> Outcome {
         let Some((dev, offset, _)) = self.bus.find(a.ipa) else {
-            self.stats.aborts.fetch_add(1, Ordering::Relaxed);
-            log::debug!(
-                "VM {} vCPU {vcpu}: {} of {} bytes at {:#x}, which nothing owns: abort",
-                self.name(),
-                if a.write { "write" } else { "read" },
+            self.report_abort(format_args!(
+                "vCPU {vcpu}: {}-byte {} at IPA {:#x}, which nothing owns, pc {:#x}",
                 a.width,
-                a.ipa
-            );
+                if a.write { "write" } else { "read" },
+                a.ipa,
+                regs.pc
+            ));
             return Outcome::InjectAbort { write: a.write };
         };
         let value = a.write.then(|| a.write_value(regs.reg(a.reg)));
@@ -566,6 +611,7 @@ impl Vm {
                 if n > 0 {
                     hw.console_out(self, &out[..n]);
                 }
+                self.refill_uart();
                 self.sync_uart_irq(hw);
                 (v, if offset == 0 { "DR" } else { "other" })
             }

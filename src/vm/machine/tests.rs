@@ -1,1 +1,337 @@
-//! Exit handling tests.
+//! Exit handling against a VM model with a fake hardware: what each kind of exit does to the
+//! guest's registers, the VM's devices and the outcome the shell applies.
+
+use std::vec::Vec;
+
+use super::*;
+use crate::trap::esr::SysRegId;
+use crate::vcpu::exit::{Exit, MmioAccess};
+use crate::vcpu::psci::PowerState;
+use crate::vm::config;
+
+const TWO_VCPUS: &str = r#"
+[[vm]]
+name = "t"
+vcpus = 2
+memory = "64M"
+kernel = "Image"
+"#;
+
+#[derive(Default)]
+struct FakeHw {
+    kicks: u64,
+    out: Vec<u8>,
+    id_reads: Vec<SysRegId>,
+}
+
+impl ExitHw for FakeHw {
+    fn read_id_reg(&mut self, id: SysRegId) -> u64 {
+        self.id_reads.push(id);
+        // ID_AA64PFR0_EL1 of a CPU with SVE (bits 35:32 = 1), GICv3 (27:24 = 1), FP/AdvSIMD.
+        1 << 32 | 1 << 24 | 0x1111
+    }
+
+    fn kick(&mut self, _vm: &Vm, mask: u64) {
+        self.kicks |= mask;
+    }
+
+    fn console_out(&mut self, _vm: &Vm, bytes: &[u8]) {
+        self.out.extend_from_slice(bytes);
+    }
+}
+
+fn vm() -> Vm {
+    let cfg = config::parse(TWO_VCPUS).unwrap().vms.remove(0);
+    Vm::new(
+        0,
+        cfg,
+        &VmHost {
+            lr_count: 4,
+            pri_bits: 5,
+            first_pcpu: 0,
+        },
+        (0x4000_0000, 0x4800_0000),
+    )
+    .unwrap()
+}
+
+fn mmio(ipa: u64, width: u8, write: bool, reg: u8) -> Exit {
+    Exit::Mmio(MmioAccess {
+        ipa,
+        width,
+        write,
+        reg,
+        sign_extend: false,
+        sixty_four: true,
+    })
+}
+
+fn regs_at(pc: u64) -> GuestRegs {
+    GuestRegs {
+        pc,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn write_to_an_address_nothing_owns_is_aborted_and_counted() {
+    let vm = vm();
+    let mut r = regs_at(0x4000_1000);
+    let out = vm.handle_exit(
+        0,
+        &mut r,
+        mmio(0x0a00_0000, 4, true, 1),
+        &mut FakeHw::default(),
+    );
+    assert_eq!(out, Outcome::InjectAbort { write: true });
+    assert_eq!(
+        r.pc, 0x4000_1000,
+        "the abort is taken at the faulting instruction"
+    );
+    assert_eq!(vm.stats.aborts.load(Ordering::Relaxed), 1);
+}
+
+#[test]
+fn load_pair_to_the_distributor_is_aborted() {
+    let vm = vm();
+    let mut r = regs_at(0x4000_1000);
+    let out = vm.handle_exit(
+        0,
+        &mut r,
+        Exit::MmioUndecodable { ipa: 0x0800_0000 },
+        &mut FakeHw::default(),
+    );
+    assert_eq!(out, Outcome::InjectAbort { write: false });
+    let again = vm.handle_exit(
+        0,
+        &mut r,
+        Exit::MmioUndecodable { ipa: 0x0800_0000 },
+        &mut FakeHw::default(),
+    );
+    assert_eq!(
+        again,
+        Outcome::InjectAbort { write: false },
+        "the VM keeps being served"
+    );
+    assert_eq!(vm.stats.aborts.load(Ordering::Relaxed), 2);
+}
+
+#[test]
+fn gicd_read_goes_to_the_vgic_and_advances_pc() {
+    let vm = vm();
+    let mut r = regs_at(0x4000_1000);
+    // GICD_TYPER: ITLinesNumber = 7 for 256 interrupt IDs.
+    let out = vm.handle_exit(
+        0,
+        &mut r,
+        mmio(0x0800_0004, 4, false, 3),
+        &mut FakeHw::default(),
+    );
+    assert_eq!(out, Outcome::Resume);
+    assert_eq!(r.x[3] & 0x1f, 7);
+    assert_eq!(r.pc, 0x4000_1004);
+    assert_eq!(vm.stats.mmio.lock().get(&("GICD", "GICD_TYPER")), Some(&1));
+}
+
+#[test]
+fn uart_data_write_reaches_the_console() {
+    let vm = vm();
+    let mut r = regs_at(0x4000_1000);
+    r.x[2] = b'x' as u64;
+    let mut hw = FakeHw::default();
+    vm.handle_exit(0, &mut r, mmio(0x0900_0000, 4, true, 2), &mut hw);
+    assert_eq!(hw.out, b"x");
+}
+
+#[test]
+fn console_input_waits_for_room_in_the_uart_fifo() {
+    let vm = vm();
+    let mut hw = FakeHw::default();
+    let input: Vec<u8> = (0..40).collect();
+    vm.console_input(&input, &mut hw);
+    let room = vm.uart.lock().rx_room();
+    let queued = vm.console_in.lock().len();
+    assert_eq!(room, 0, "the FIFO is filled first");
+    assert!(
+        queued > 0 && queued < 40,
+        "the rest waits in the queue ({queued})"
+    );
+    // The guest reads one byte: one more moves in.
+    let mut r = regs_at(0x4000_1000);
+    let before = vm.console_in.lock().len();
+    vm.handle_exit(0, &mut r, mmio(0x0900_0000, 4, false, 1), &mut hw);
+    assert_eq!(r.x[1], 0);
+    assert_eq!(vm.console_in.lock().len(), before - 1);
+}
+
+#[test]
+fn psci_version_over_hvc() {
+    let vm = vm();
+    let mut r = regs_at(0x4000_1000);
+    r.x[0] = 0x8400_0000;
+    assert_eq!(
+        vm.handle_exit(0, &mut r, Exit::Hvc { imm: 0 }, &mut FakeHw::default()),
+        Outcome::Resume
+    );
+    assert_eq!(r.x[0], 0x1_0001);
+    assert_eq!(r.pc, 0x4000_1000, "ELR already points past the HVC");
+}
+
+#[test]
+fn smc_is_smccc_too_and_skips_the_instruction() {
+    let vm = vm();
+    let mut r = regs_at(0x4000_1000);
+    r.x[0] = 0x8400_0000;
+    vm.handle_exit(0, &mut r, Exit::Smc { imm: 0 }, &mut FakeHw::default());
+    assert_eq!((r.x[0], r.pc), (0x1_0001, 0x4000_1004));
+}
+
+#[test]
+fn cpu_on_powers_the_target_on_pending_and_wakes_it() {
+    let vm = vm();
+    let mut r = regs_at(0x4000_1000);
+    r.x[..4].copy_from_slice(&[0xc400_0003, 1, 0x4008_0000, 0x1234]);
+    let out = vm.handle_exit(0, &mut r, Exit::Hvc { imm: 0 }, &mut FakeHw::default());
+    assert_eq!(out, Outcome::Wake(1));
+    assert_eq!(r.x[0], 0);
+    let p = *vm.vcpus[1].power.lock();
+    assert_eq!(p.state, PowerState::OnPending);
+    assert_eq!(p.boot, Some((0x4008_0000, 0x1234)));
+}
+
+#[test]
+fn system_off_stops_the_vm() {
+    let vm = vm();
+    let mut r = regs_at(0x4000_1000);
+    r.x[0] = 0x8400_0008;
+    assert_eq!(
+        vm.handle_exit(0, &mut r, Exit::Hvc { imm: 0 }, &mut FakeHw::default()),
+        Outcome::VmOff
+    );
+    assert_eq!(vm.state(), VmState::Stopping);
+}
+
+#[test]
+fn sgi1r_write_makes_the_sgi_pending_on_the_target_and_kicks_it_if_running() {
+    let vm = vm();
+    {
+        let mut g = vm.vgic.lock();
+        g.set_group_enables(true, true);
+        g.set_group1(1, IntId(3), true);
+        g.set_enabled(1, IntId(3), true);
+        let mut sh = crate::vgic::cpu_if::CpuIfShadow::default();
+        g.flush(1, &mut sh); // vCPU 1 is running
+    }
+    let mut r = regs_at(0x4000_1000);
+    r.x[5] = 3 << 24 | 0b10; // INTID 3, TargetList = {Aff0 1}
+    let mut hw = FakeHw::default();
+    let out = vm.handle_exit(
+        0,
+        &mut r,
+        Exit::SysReg {
+            id: SysRegId::new(3, 0, 12, 11, 5),
+            rt: 5,
+            write: true,
+        },
+        &mut hw,
+    );
+    assert_eq!(out, Outcome::Resume);
+    assert!(vm.vgic.lock().irq(1, IntId(3)).unwrap().is_pending());
+    assert_eq!(hw.kicks, 0b10);
+    assert_eq!(r.pc, 0x4000_1004);
+}
+
+#[test]
+fn id_register_read_hides_sve_and_reports_the_vgic() {
+    let vm = vm();
+    let mut r = regs_at(0x4000_1000);
+    let mut hw = FakeHw::default();
+    let pfr0 = SysRegId::new(3, 0, 0, 4, 0);
+    vm.handle_exit(
+        0,
+        &mut r,
+        Exit::SysReg {
+            id: pfr0,
+            rt: 7,
+            write: false,
+        },
+        &mut hw,
+    );
+    assert_eq!(hw.id_reads, [pfr0]);
+    assert_eq!(r.x[7] >> 32 & 0xf, 0, "SVE hidden");
+    assert_eq!(r.x[7] >> 24 & 0xf, 1, "GICv3 system registers");
+}
+
+#[test]
+fn trapped_dir_deactivates_in_the_model() {
+    let vm = vm();
+    vm.vgic.lock().set_active(0, IntId(40), true);
+    let mut r = regs_at(0x4000_1000);
+    r.x[4] = 40;
+    vm.handle_exit(
+        0,
+        &mut r,
+        Exit::SysReg {
+            id: ICC_DIR_EL1,
+            rt: 4,
+            write: true,
+        },
+        &mut FakeHw::default(),
+    );
+    assert!(!vm.vgic.lock().irq(0, IntId(40)).unwrap().active);
+}
+
+#[test]
+fn unknown_system_register_is_undef() {
+    let vm = vm();
+    let mut r = regs_at(0x4000_1000);
+    let pmcr = SysRegId::new(3, 3, 9, 12, 0);
+    let out = vm.handle_exit(
+        0,
+        &mut r,
+        Exit::SysReg {
+            id: pmcr,
+            rt: 1,
+            write: false,
+        },
+        &mut FakeHw::default(),
+    );
+    assert_eq!(out, Outcome::InjectUndef);
+    assert_eq!(vm.vcpus[0].stats.lock().sysregs.get(&pmcr), Some(&1));
+}
+
+#[test]
+fn vendor_call_returns_exit_counters() {
+    let vm = vm();
+    let mut r = regs_at(0x4000_1000);
+    vm.handle_exit(
+        0,
+        &mut r,
+        mmio(0x0a00_0000, 4, true, 1),
+        &mut FakeHw::default(),
+    );
+    r.x[0] = psci::HYP_GET_EXIT_COUNTERS as u64;
+    r.x[1] = u64::MAX;
+    vm.handle_exit(0, &mut r, Exit::Hvc { imm: 0 }, &mut FakeHw::default());
+    assert_eq!(r.x[0], 0);
+    assert_eq!(r.x[1], 2, "the MMIO exit and this HVC");
+}
+
+#[test]
+fn exits_are_counted_by_reason() {
+    let vm = vm();
+    let mut r = regs_at(0x4000_1000);
+    let mut hw = FakeHw::default();
+    vm.handle_exit(1, &mut r, Exit::Irq, &mut hw);
+    vm.handle_exit(1, &mut r, Exit::Irq, &mut hw);
+    vm.handle_exit(1, &mut r, Exit::Wfx { wfe: false }, &mut hw);
+    let s = vm.vcpus[1].stats.lock();
+    assert_eq!(
+        (
+            s.count(ExitReason::Irq),
+            s.count(ExitReason::Wfx),
+            s.total()
+        ),
+        (2, 1, 3)
+    );
+}
