@@ -3,9 +3,11 @@
 #
 #   make              build out/exitless.elf (for gdb) and out/exitless.bin (arm64 Image)
 #   make run          boot Debian's Linux as a VM on QEMU virt, to a busybox shell
-#                     GIC=2|3|4 (3)  CPU=cortex-a72|max  SMP=n (4)  BUNDLE=name (linux)
+#                     GIC=2|3|4 (3)  CPU=cortex-a72|max  SMP=n (4)
+#                     BUNDLE=name (scripts/bundles/name.toml; linux, or linux-v2 with GIC=2)
 #   make bundle       build the VM bundle (scripts/bundles/$(BUNDLE).toml + images) only
-#   make run-rpi4     boot it on QEMU raspi4b (QEMU 10, fetched into the cache)
+#   make run-rpi4     boot a Linux VM on QEMU raspi4b (QEMU 10, fetched into the cache)
+#   make rpi4         write a Raspberry Pi 4 SD-card folder (out/rpi4)
 #   make debug        like run, QEMU waits for gdb and prints the command that attaches
 #   make test         host unit tests, then the QEMU boot tests
 #   make test-host    host unit tests only (cargo test on the pure core)
@@ -24,10 +26,11 @@ OBJCOPY  := aarch64-linux-gnu-objcopy
 GIC      ?= 3
 CPU      ?= cortex-a72
 SMP      ?= 4
-BUNDLE   ?= linux
+# The default VM has a vGICv3, or a vGICv2 on a GICv2 host.
+BUNDLE   ?= $(if $(filter 2,$(GIC)),linux-v2,linux)
 QEMU     := python3 scripts/qemu.py
 
-.PHONY: all setup build bundle run run-rpi4 debug test test-host test-qemu check fixtures clean
+.PHONY: all setup build bundle run run-rpi4 rpi4 debug test test-host test-qemu check fixtures clean
 .DEFAULT_GOAL := all
 
 all: build
@@ -52,7 +55,10 @@ run: build
 		--initrd "$$(bash scripts/mk-default-bundle.sh $(BUNDLE))"
 
 run-rpi4: build
-	$(QEMU) run --machine raspi4b
+	$(QEMU) run --machine raspi4b --initrd "$$(bash scripts/mk-default-bundle.sh rpi4)"
+
+rpi4: build
+	bash scripts/mk-rpi4-sd.sh
 
 debug: build
 	$(QEMU) run --gic $(GIC) --cpu $(CPU) --smp $(SMP) --mem 2G --gdb \

@@ -53,21 +53,22 @@ check $T el3-no-dtb --gic 3 --smp 2 --no-kernel --machine-opt secure=on \
 	-device loader,addr=0x40200000,cpu-num=0
 
 # Linux guests: Debian's arm64 kernel with the busybox initramfs, the boot self-test of
-# scripts/guest/init.sh (timer and IPI counts rising on every CPU), a clean power-off, and the
-# counters showing no exit for interrupt acknowledge and completion.
-linux() { # name bundle cpu vcpus gicline extra...
-	local name=$1 bundle=$2 cpu=$3 vcpus=$4 gicline=$5
-	shift 5
+# scripts/guest/init.sh (timer and IPI counts rising on every CPU, two accesses the hypervisor
+# must abort), a clean power-off, and the counters showing no exit for interrupt acknowledge and
+# completion. linux NAME BUNDLE VCPUS GICLINE [qemu.py machine options...]
+linux() {
+	local name=$1 bundle=$2 vcpus=$3 gicline=$4
+	shift 4
 	local b
 	b=$(bash scripts/mk-default-bundle.sh "$bundle") || { fails=$((fails + 1)); return; }
-	check $T "$name" --cpu "$cpu" --smp 4 --mem 2G --initrd "$b" --exit --timeout 300 "$@" \
+	check $T "$name" --mem 2G --initrd "$b" --exit --timeout 300 "$@" \
 		--expect "VM 'linux': $vcpus vCPUs" \
 		--expect "exitless-guest: init started on $vcpus CPUs" \
 		--expect "$gicline" \
 		--expect "exitless-guest: arch_timer and IPI counts rose on all $vcpus CPUs" \
-		--expect "VM 'linux': vCPU .*which nothing owns.*the guest gets an abort \(1 so far\)" \
+		--expect "VM 'linux': vCPU .*which nothing owns.*the guest gets an abort \\(1 so far\\)" \
 		--expect "exitless-guest: badaccess unowned exited with status 135" \
-		--expect "VM 'linux': vCPU .*ISV=0.*at IPA 0x8000000.*the guest gets an abort \(2 so far\)" \
+		--expect "VM 'linux': vCPU .*ISV=0.*at IPA 0x8000000.*the guest gets an abort \\(2 so far\\)" \
 		--expect "exitless-guest: badaccess ldp exited with status 135" \
 		--expect "exitless-guest: still running after the aborted accesses" \
 		--expect "exitless-guest: test done" \
@@ -76,11 +77,28 @@ linux() { # name bundle cpu vcpus gicline extra...
 		--expect "all VMs are off: powering the machine off" \
 		--forbid "counts did not rise"
 }
-V3LINES="GICv3: CPU1: found redistributor 1 region 0:0x00000000080c0000"
-linux linux-gicv3-a72 linux-test cortex-a72 2 "$V3LINES"
-linux linux-gicv3-max linux-test max 2 "$V3LINES"
-linux linux-gicv3-smp4 linux-smp4-test cortex-a72 4 \
-	"GICv3: CPU3: found redistributor 3 region 0:0x0000000008100000"
+V3LINE="GICv3: CPU1: found redistributor 1 region 0:0x00000000080c0000"
+V2LINE=" 11: +[0-9]+ +[0-9]+ +GIC-0 +27 Level +arch_timer"
+linux linux-gicv3-a72 linux-test 2 "$V3LINE" --smp 4 --cpu cortex-a72
+linux linux-gicv3-max linux-test 2 "$V3LINE" --smp 4 --cpu max
+linux linux-gicv3-smp4 linux-smp4-test 4 \
+	"GICv3: CPU3: found redistributor 3 region 0:0x0000000008100000" --smp 4 --cpu cortex-a72
+# vGICv2 on a GICv2 host: QEMU virt gic-version=2 and the Raspberry Pi 4 (GIC-400) under QEMU 10.
+linux linux-gicv2-a72 linux-v2-test 2 "$V2LINE" --gic 2 --smp 4 --cpu cortex-a72
+linux linux-rpi4b linux-v2-test 2 "$V2LINE" --machine raspi4b
+# The Raspberry Pi 4 SD card (make rpi4) as the firmware would use it: the unmodified Debian
+# DTB (the console is the mini UART, QEMU's second serial port), the rpi4 bundle, an interactive
+# shell reached through console input, and `exit` powering everything off.
+sd=$(bash scripts/mk-rpi4-sd.sh) || fails=$((fails + 1))
+check $T rpi4-sdcard --machine raspi4b --kernel "$sd/exitless.img" --dtb "$sd/bcm2711-rpi-4-b.dtb" \
+	--initrd "$sd/exitless.cpio" --serial 1 --exit --timeout 300 \
+	--expect "starting at EL2 \\(non-VHE\\) on \"Raspberry Pi 4 Model B\", image at 0x200000" \
+	--expect "VM 'linux': 2 vCPUs.*vGICv2" --expect "exitless-guest: interactive shell" \
+	--send 3 "exit"$'\n' --expect "VM 'linux' powered off" --expect "all VMs are off"
+# A vGICv2 guest on a GICv3 host without GICv2 compatibility (no GICV frame): a clear error.
+b=$(bash scripts/mk-default-bundle.sh linux-v2-test) || fails=$((fails + 1))
+check $T vgicv2-on-gicv3 --gic 3 --smp 4 --mem 2G --initrd "$b" --exit \
+	--expect "VM 'linux'.*GICv2.*(compatib|GICV)"
 
 # The console: input reaches the guest's shell (through the physical UART's interrupt and the
 # virtual PL011), the command key prints the counters on demand, `exit` powers the VM off.

@@ -105,3 +105,26 @@ case "$CACHE/" in
 	;;
 esac
 mkdir -p "$CACHE" || die "cannot create cache folder $CACHE: set EXITLESS_CACHE to a writable folder"
+
+# apt_private_download DIR SUITE COMPONENT ARCH PKG...: downloads the .debs of PKG (for ARCH)
+# from SUITE/COMPONENT of the Debian mirror into DIR/debs, with apt lists and cache private to
+# DIR: the system's apt sources and lists are not touched.
+apt_private_download() {
+	local dir=$1 suite=$2 component=$3 arch=$4
+	shift 4
+	local keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+	[[ -r $keyring ]] || die "$keyring missing: apt-get install debian-archive-keyring"
+	local a=$dir/apt
+	mkdir -p "$a/lists/partial" "$a/cache/archives/partial" "$dir/debs"
+	printf 'deb [arch=%s signed-by=%s] %s %s %s\n' "$arch" "$keyring" "$(debian_mirror)" \
+		"$suite" "$component" >"$a/sources.list"
+	local opts=(
+		-o "Dir::Etc::SourceList=$a/sources.list" -o Dir::Etc::SourceParts=/dev/null
+		-o "Dir::State::Lists=$a/lists" -o "Dir::Cache=$a/cache"
+		-o "APT::Architectures=$arch" -o Acquire::Languages=none
+	)
+	apt-get "${APT_DL_OPTS[@]}" "${opts[@]}" update >&2 ||
+		die "apt-get update of $suite/$component failed: check network access to the mirror"
+	(cd "$dir/debs" && apt-get "${APT_DL_OPTS[@]}" "${opts[@]}" download "$@") >&2 ||
+		die "apt-get download of $* from $suite/$component failed"
+}

@@ -22,6 +22,8 @@ Machine options:
                              patched by scripts/rpi4-dtb.sh)
     --gdb                    wait for gdb on tcp::1234 and print how to attach
     --icount                 deterministic instruction counting (-icount shift=0,align=off,sleep=off)
+    --serial N               the console is QEMU's serial port N (default 0; raspi4b: 1 is the
+                             mini UART)
 
 A test passes when every --expect pattern appears in the serial output, in order, within the
 timeout, no --forbid pattern (nor a panic or EL2 exception report) appears, and, with --exit,
@@ -95,8 +97,12 @@ def qemu_command(a):
     return cmd + a.extra
 
 
+def serial(a, stdio):
+    return ["-serial", "null"] * a.serial + ["-serial", stdio]
+
+
 def run(a):
-    cmd = qemu_command(a) + ["-serial", "mon:stdio"]
+    cmd = qemu_command(a) + serial(a, "mon:stdio")
     if a.gdb:
         elf = os.path.join(OUT, "exitless.elf")
         load = "0x200000" if a.machine == "raspi4b" else "0x40200000"
@@ -117,7 +123,7 @@ def tail(text, n=40):
 def test(a):
     os.makedirs(os.path.join(OUT, "logs"), exist_ok=True)
     log_path = os.path.join(OUT, "logs", f"{a.name}.log")
-    cmd = qemu_command(a) + ["-serial", "stdio", "-monitor", "none"]
+    cmd = qemu_command(a) + serial(a, "stdio") + ["-monitor", "none"]
     expects = [re.compile(e) for e in a.expect]
     forbids = [re.compile(f) for f in FATAL + a.forbid]
     sends = list(a.send)
@@ -217,6 +223,7 @@ def parser():
         s.add_argument("--dtb")
         s.add_argument("--gdb", action="store_true")
         s.add_argument("--icount", action="store_true")
+        s.add_argument("--serial", type=int, default=0)
     return p
 
 

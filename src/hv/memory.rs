@@ -69,13 +69,17 @@ impl core::fmt::Display for MemError {
 }
 
 impl GuestMemory {
-    /// Allocates `ram` (IPA range) from host memory and maps it RWX in a new stage-2 table with
-    /// an IPA space of `ipa_bits`.
-    pub fn new(ram: MemRange, ipa_bits: u8) -> Result<Self, MemError> {
+    /// Allocates `ram` (IPA range) from host memory, below `limit` if given (DMA reach of
+    /// passed-through devices), and maps it RWX in a new stage-2 table with an IPA space of
+    /// `ipa_bits`.
+    pub fn new(ram: MemRange, ipa_bits: u8, limit: Option<u64>) -> Result<Self, MemError> {
         let pa = PHYS
             .lock()
             .as_mut()
-            .and_then(|p| p.alloc(ram.size(), RAM_ALIGN))
+            .and_then(|p| match limit {
+                Some(l) => p.alloc_below(ram.size(), RAM_ALIGN, l),
+                None => p.alloc(ram.size(), RAM_ALIGN),
+            })
             .ok_or(MemError::NoMemory(ram.size()))?;
         let mut stage2 =
             PageTable::new(&mut HeapFrames, Regime::Stage2, ipa_bits).map_err(MemError::Map)?;

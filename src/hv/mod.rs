@@ -278,7 +278,13 @@ fn create_vm(
         passthrough: &vc.passthrough,
     })
     .map_err(|e| e.to_string())?;
-    let mut mem = GuestMemory::new(vc.layout.ram, ipa_bits).map_err(|e| e.to_string())?;
+    // A device passed through may do DMA into guest RAM: keep it where the bus can reach.
+    let limit = if vc.passthrough.is_empty() {
+        None
+    } else {
+        info.dma_limit
+    };
+    let mut mem = GuestMemory::new(vc.layout.ram, ipa_bits, limit).map_err(|e| e.to_string())?;
     if vc.gic == GicVersion::V2 {
         let gicv = match &info.gic {
             Some(GicInfo::V2(g)) => g.gicv,
@@ -300,6 +306,10 @@ fn create_vm(
         lr_count: gic::get().map_or(4, |g| g.facts().lr_count as usize),
         pri_bits: gic::get().map_or(5, |g| g.facts().pri_bits),
         first_pcpu,
+        lr_format: match host_gic_version() {
+            GicVersion::V2 => crate::vgic::lr::LrFormat::V2,
+            GicVersion::V3 => crate::vgic::lr::LrFormat::V3,
+        },
     };
     let vm = Vm::new(id, vc, &host, (plan.entry, plan.dtb.start)).map_err(|e| e.to_string())?;
     let vmid = (id + 1) as u64;

@@ -67,6 +67,10 @@ pub struct PlatformInfo<'a> {
     pub timer: Option<TimerInfo>,
     /// The Broadcom power-management watchdog (Raspberry Pi), used to power off without PSCI.
     pub bcm2835_pm: Option<u64>,
+    /// The end of the memory that bus masters behind a top-level bus's `dma-ranges` can reach
+    /// (the Raspberry Pi 4's legacy DMA sees the first GiB): guest RAM for passed-through
+    /// devices is taken below it.
+    pub dma_limit: Option<u64>,
 }
 
 /// A reserved range and where the reservation came from.
@@ -327,6 +331,7 @@ impl<'a> PlatformInfo<'a> {
             psci: None,
             timer: None,
             bcm2835_pm: None,
+            dma_limit: None,
         };
 
         for r in fdt.memory_reservations() {
@@ -362,6 +367,11 @@ impl<'a> PlatformInfo<'a> {
         pl011: &mut Option<UartInfo>,
     ) {
         let enabled = dt::is_enabled(node);
+        if path.matches('/').count() == 1
+            && let Some(limit) = dma_limit(node, bus)
+        {
+            self.dma_limit = Some(self.dma_limit.map_or(limit, |l| l.min(limit)));
+        }
         if dt::prop_str(node, "device_type") == Some("memory") && enabled {
             for bank in bus
                 .reg::<MAX_MEM_BANKS>(node)
@@ -470,6 +480,27 @@ impl<'a> PlatformInfo<'a> {
 
 /// The affinity fields of MPIDR_EL1 (Aff3 in 39:32, Aff2..Aff0 in 23:0), which `cpus/reg` holds.
 pub const MPIDR_AFFINITY_MASK: u64 = 0xff_00ff_ffff;
+
+/// The highest CPU address + 1 that a bus's `dma-ranges` (child address, parent address, size
+/// triplets) lets its masters reach; `None` without the property or with an empty one
+/// (identity: no limit).
+fn dma_limit(node: &FdtNode<'_, '_>, bus: &dt::Bus<'_>) -> Option<u64> {
+    let v = node.property("dma-ranges")?.value;
+    let child_ac = dt::prop_u32(node, "#address-cells").unwrap_or(2) as usize;
+    let child_sc = dt::prop_u32(node, "#size-cells").unwrap_or(1) as usize;
+    let (parent_ac, _) = bus.cells();
+    let mut r = v;
+    let mut limit: Option<u64> = None;
+    while !r.is_empty() {
+        let (_, rest) = dt::read_cells(r, child_ac)?;
+        let (parent, rest) = dt::read_cells(rest, parent_ac)?;
+        let (size, rest) = dt::read_cells(rest, child_sc)?;
+        r = rest;
+        let end = parent.checked_add(size)?;
+        limit = Some(limit.map_or(end, |l| l.max(end)));
+    }
+    limit
+}
 
 fn uart(node: &FdtNode<'_, '_>, bus: &dt::Bus<'_>, kind: UartKind) -> Option<UartInfo> {
     let reg = *bus.reg::<1>(node).first()?;

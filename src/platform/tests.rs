@@ -81,6 +81,7 @@ fn virt_gicv3_memory_cpus_psci_timer() {
         );
         assert_eq!(p.model, "linux,dummy-virt");
         assert_eq!(p.bcm2835_pm, None);
+        assert_eq!(p.dma_limit, None);
     });
 }
 
@@ -219,6 +220,11 @@ fn rpi4_cpus_use_spin_table_slots() {
                 .to_vec()
         );
         assert_eq!(p.psci, None, "the Pi firmware has no PSCI");
+        assert_eq!(
+            p.dma_limit,
+            Some(0x4000_0000),
+            "legacy DMA masters see the first GiB"
+        );
         assert_eq!(p.bcm2835_pm, Some(0xfe10_0000));
     });
 }

@@ -122,6 +122,11 @@ impl LrFormat {
                     None if e.eoi_maintenance => v.modify(ICH_LR::EOI::SET),
                     None => {}
                 }
+                // A GICv2 guest on a GICv3 host (legacy mode): an SGI's source CPU goes in
+                // vINTID bits 12:10, where the guest's GICV_IAR reports it.
+                if e.vintid < 16 && hw.is_none() {
+                    v.modify(ICH_LR::vINTID.val((e.vintid | (e.source as u32 & 7) << 10) as u64));
+                }
                 v.get()
             }
             LrFormat::V2 => {
@@ -161,9 +166,12 @@ impl LrFormat {
         }
     }
 
-    /// The virtual interrupt ID field of a register value.
+    /// The virtual interrupt ID field of a register value (without a GICv2 SGI's source).
     pub fn vintid(self, raw: u64) -> u32 {
         match self {
+            LrFormat::V3 if (raw as u32) < 1 << 13 && (raw as u32 & 0x3ff) < 16 => {
+                raw as u32 & 0x3ff
+            }
             LrFormat::V3 => raw as u32,
             LrFormat::V2 => raw as u32 & 0x3ff,
         }
@@ -244,6 +252,15 @@ mod tests {
         };
         // HW (31), State=10, Grp1, prio 0x14, PhysicalID 27 (19:10), VirtualID 27.
         assert_eq!(LrFormat::V2.encode(&e), 0xea00_6c1b);
+    }
+
+    #[test]
+    fn v3_lr_of_a_gicv2_guest_sgi_carries_its_source_in_vintid_12_10() {
+        let mut e = entry(2);
+        e.source = 3;
+        let v = LrFormat::V3.encode(&e);
+        assert_eq!(v & 0xffff_ffff, 3 << 10 | 2);
+        assert_eq!(LrFormat::V3.vintid(v), 2);
     }
 
     #[test]

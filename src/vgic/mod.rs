@@ -116,6 +116,7 @@ pub struct Vgic {
     lr_count: usize,
     pri_mask: u8,
     kicks: u64,
+    lr_format: LrFormat,
     /// Work for the physical GIC, collected by fold.
     pub phys: PhysActions,
 }
@@ -154,6 +155,10 @@ impl Vgic {
             lr_count: cfg.lr_count.min(MAX_LRS),
             pri_mask: !((1u16 << (8 - pri_bits)) - 1) as u8,
             kicks: 0,
+            lr_format: match cfg.version {
+                GicVersion::V2 => LrFormat::V2,
+                GicVersion::V3 => LrFormat::V3,
+            },
             phys: PhysActions::default(),
         }
     }
@@ -168,12 +173,15 @@ impl Vgic {
         8 - self.pri_mask.trailing_zeros() as u8
     }
 
-    /// The list-register format of this vGIC.
+    /// The list-register format: the host's virtual interface, not the guest's GIC version
+    /// (a vGICv2 guest on a GICv3 host with GICv2 compatibility uses ICH_LR<n>_EL2).
     pub fn lr_format(&self) -> LrFormat {
-        match self.version {
-            GicVersion::V2 => LrFormat::V2,
-            GicVersion::V3 => LrFormat::V3,
-        }
+        self.lr_format
+    }
+
+    /// Sets the list-register format to the host's (see [`Vgic::lr_format`]).
+    pub fn set_lr_format(&mut self, f: LrFormat) {
+        self.lr_format = f;
     }
 
     /// Number of vCPUs.

@@ -330,6 +330,8 @@ pub struct VmHost {
     pub pri_bits: u8,
     /// The physical CPU each vCPU is pinned to.
     pub first_pcpu: usize,
+    /// The host's list-register format.
+    pub lr_format: crate::vgic::lr::LrFormat,
 }
 
 impl Vm {
@@ -342,13 +344,14 @@ impl Vm {
         boot: (u64, u64),
     ) -> Result<Vm, VmError> {
         let layout = config.layout;
-        let vgic = Vgic::new(&VgicConfig {
+        let mut vgic = Vgic::new(&VgicConfig {
             version: config.gic,
             vcpus: config.vcpus,
             spis: VM_SPIS,
             lr_count: host.lr_count,
             pri_bits: host.pri_bits,
         });
+        vgic.set_lr_format(host.lr_format);
         let mut bus = MmioBus::new();
         let bus_err = |e: super::mmio::BusError| VmError::Bus(alloc::format!("{e}"));
         bus.insert(layout.gicd_range(), Device::Gicd, "GICD")
@@ -403,7 +406,10 @@ impl Vm {
                 pri_bits: g.pri_bits(),
             }
         };
-        *self.vgic.lock() = Vgic::new(&cfg);
+        let format = self.vgic.lock().lr_format();
+        let mut vgic = Vgic::new(&cfg);
+        vgic.set_lr_format(format);
+        *self.vgic.lock() = vgic;
         *self.uart.lock() = Pl011::new();
         self.console_in.lock().clear();
     }
@@ -586,6 +592,9 @@ impl Vm {
                 let kicks = vgic.take_kicks();
                 drop(vgic);
                 hw.kick(self, kicks);
+                if out.group == "GICD_SGIR" && a.write {
+                    self.stats.inject(InjectKind::Sgi);
+                }
                 (out.value, out.group)
             }
             Device::Uart => {

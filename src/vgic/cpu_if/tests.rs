@@ -439,3 +439,65 @@ fn sgi_targets_and_group0_filter() {
         "SGI0R cannot raise a group 1 SGI"
     );
 }
+
+const V2: VgicConfig = VgicConfig {
+    version: GicVersion::V2,
+    vcpus: 4,
+    spis: 64,
+    lr_count: 4,
+    pri_bits: 5,
+};
+
+#[test]
+fn v2_sgi_pending_from_several_sources_is_injected_one_source_at_a_time() {
+    let mut g = Vgic::new(&V2);
+    g.set_group_enables(true, true);
+    g.send_sgi(1, 5, 0b0001, true);
+    g.send_sgi(2, 5, 0b0001, true);
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
+    assert_eq!(
+        sh.used, 1,
+        "one LR for the SGI, never two with the same virtual ID"
+    );
+    let lr = sh.lrs[0] as u32;
+    assert_eq!(lr & 0x3ff, 5);
+    assert_eq!(lr >> 10 & 7, 1, "the lowest source first, in GICH_LR.CPUID");
+    assert_eq!(lr >> 19 & 1, 1, "EOI maintenance: another source waits");
+    assert!(sh.hcr & hcr::UIE != 0);
+    // The guest takes it and completes it.
+    sh.lrs[0] = (sh.lrs[0] & !(3 << 28)) | 2 << 28;
+    sh.lrs[0] &= !(3 << 28);
+    g.fold(0, &sh);
+    g.flush(0, &mut sh);
+    let lr = sh.lrs[0] as u32;
+    assert_eq!(
+        (lr & 0x3ff, lr >> 10 & 7, lr >> 19 & 1),
+        (5, 2, 0),
+        "then source 2, the last"
+    );
+}
+
+#[test]
+fn v2_sgi_not_taken_keeps_its_source_pending() {
+    let mut g = Vgic::new(&V2);
+    g.set_group_enables(true, true);
+    g.send_sgi(3, 1, 0b0001, true);
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
+    g.fold(0, &sh); // still pending in the LR at the exit
+    assert_eq!(g.irq(0, IntId(1)).unwrap().sgi_sources, 0b1000);
+}
+
+#[test]
+fn v2_hw_linked_timer_uses_the_10_bit_physical_id() {
+    let mut g = Vgic::new(&V2);
+    g.set_group_enables(true, true);
+    g.set_enabled(0, IntId(27), true);
+    g.inject_hw(0, IntId(27), 27);
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
+    let lr = sh.lrs[0] as u32;
+    assert_eq!(lr >> 31, 1, "HW");
+    assert_eq!(lr >> 10 & 0x3ff, 27, "PhysicalID");
+}

@@ -49,6 +49,7 @@ fn vm() -> Vm {
             lr_count: 4,
             pri_bits: 5,
             first_pcpu: 0,
+            lr_format: crate::vgic::lr::LrFormat::V3,
         },
         (0x4000_0000, 0x4800_0000),
     )
