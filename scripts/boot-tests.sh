@@ -81,6 +81,10 @@ V3LINE="GICv3: CPU1: found redistributor 1 region 0:0x00000000080c0000"
 V2LINE=" 11: +[0-9]+ +[0-9]+ +GIC-0 +27 Level +arch_timer"
 linux linux-gicv3-a72 linux-test 2 "$V3LINE" --smp 4 --cpu cortex-a72
 linux linux-gicv3-max linux-test 2 "$V3LINE" --smp 4 --cpu max
+# A device passed through: QEMU virt's PL031 RTC, its alarm SPI linked to the guest's.
+linux linux-passthrough linux-passthrough-test 2 "$V3LINE" --smp 4 \
+	--also "exitless-guest: passed-through RTC alarm interrupts: [1-9]" \
+	--also "passthrough SPI [1-9]"
 linux linux-gicv3-smp4 linux-smp4-test 4 \
 	"GICv3: CPU3: found redistributor 3 region 0:0x0000000008100000" --smp 4 --cpu cortex-a72
 # vGICv2 on a GICv2 host: QEMU virt gic-version=2 and the Raspberry Pi 4 (GIC-400) under QEMU 10.

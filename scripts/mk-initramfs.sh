@@ -27,7 +27,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 APPLETS=(sh mount cat echo dmesg grep sleep poweroff reboot uname ls mkdir head tail wc setsid
-	cttyhack sync ps true false awk seq date free nproc taskset)
+	cttyhack sync ps true false awk seq date free nproc taskset hwclock)
 
 force=0
 case "${1:-}" in

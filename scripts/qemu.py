@@ -2,8 +2,8 @@
 """Boots exitless under QEMU, interactively (`run`) or as a checked test (`test`).
 
     qemu.py run  [machine options] [-- extra QEMU arguments]
-    qemu.py test NAME --expect REGEX [--expect REGEX ...] [--forbid REGEX] [--timeout S]
-                 [--exit] [machine options] [-- extra QEMU arguments]
+    qemu.py test NAME --expect REGEX [--expect REGEX ...] [--also REGEX ...] [--forbid REGEX]
+                 [--timeout S] [--exit] [machine options] [-- extra QEMU arguments]
 
 Machine options:
     --machine virt|raspi4b   QEMU machine (default virt; raspi4b uses the QEMU 10 that
@@ -26,8 +26,9 @@ Machine options:
                              mini UART)
 
 A test passes when every --expect pattern appears in the serial output, in order, within the
-timeout, no --forbid pattern (nor a panic or EL2 exception report) appears, and, with --exit,
-QEMU then exits by itself (the hypervisor powered the machine off). On failure it prints the
+timeout, every --also pattern appears somewhere, no --forbid pattern (nor a panic or EL2
+exception report) appears, and, with --exit, QEMU then exits by itself with status 0 (the
+hypervisor powered the machine off). On failure it prints the
 log's tail. Logs go to out/logs/NAME.log.
 """
 
@@ -187,6 +188,13 @@ def test(a):
         failure = (f"QEMU exited ({exited}) before printing {a.expect[len(a.expect) - len(expects)]!r}")
     if failure is None and a.exit and exited is None:
         failure = "QEMU did not exit"
+    if failure is None and a.exit and exited != 0:
+        failure = f"QEMU exited with status {exited}, not 0"
+    if failure is None:
+        for pattern in a.also:
+            if not re.search(pattern, text):
+                failure = f"never printed {pattern!r}"
+                break
     elapsed = time.monotonic() - start
     if failure:
         print(f"FAIL {a.name} ({elapsed:.1f}s): {failure}\n  command: {' '.join(cmd)}\n"
@@ -205,6 +213,8 @@ def parser():
             s.add_argument("name")
             s.add_argument("--expect", action="append", default=[])
             s.add_argument("--forbid", action="append", default=[])
+            s.add_argument("--also", action="append", default=[],
+                           help="must appear somewhere in the output (any order)")
             s.add_argument("--send", nargs=2, action="append", default=[], metavar=("AFTER", "TEXT"),
                            help="write TEXT to the serial input once AFTER expectations matched")
             s.add_argument("--timeout", type=float, default=60)

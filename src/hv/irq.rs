@@ -9,6 +9,8 @@
 //!   (list registers need a refill): dropped and deactivated; the fold and flush around every
 //!   exit do the work;
 //! * the console UART's interrupt: input for the guest with the console focus;
+//! * a passed-through device's SPI: priority drop only, injected into its VM linked to the
+//!   physical SPI (HW bit), so the guest's completion deactivates it in hardware;
 //! * anything else: dropped and deactivated, logged once.
 //!
 //! The host runs with EOImode=1: EOIR is the priority drop, DIR the deactivation.
@@ -35,6 +37,9 @@ pub fn handle_guest(cpu: usize, rt: &VmRuntime, v: usize) {
             rt.vm.stats.inject(InjectKind::TimerPpi);
             continue;
         }
+        if forward_passthrough(cpu, id) {
+            continue;
+        }
         g.deactivate(id);
         let slot = &rt.vm.vcpus[v];
         if id == super::KICK_SGI {
@@ -49,11 +54,32 @@ pub fn handle_guest(cpu: usize, rt: &VmRuntime, v: usize) {
     }
 }
 
+/// Injects a passed-through SPI into its VM (after the priority drop); false if `id` is not
+/// passed through.
+fn forward_passthrough(cpu: usize, id: u32) -> bool {
+    let Some(&vm_id) = super::PASSTHROUGH_IRQS.get().and_then(|m| m.get(&id)) else {
+        return false;
+    };
+    let Some(rt) = super::VMS.get().and_then(|v| v.get(vm_id)) else {
+        return false;
+    };
+    let mut vgic = rt.vm.vgic.lock();
+    vgic.inject_hw(0, IntId(id), id);
+    let kicks = vgic.take_kicks();
+    drop(vgic);
+    rt.vm.stats.inject(InjectKind::PassthroughSpi);
+    super::run::kick(cpu, &rt.vm, kicks);
+    true
+}
+
 /// A CPU without a running vCPU polls for the console interrupt (CPU 0 only).
 pub fn poll_host(cpu: usize) {
     let Some(g) = gic::get() else { return };
     while let Some(id) = g.ack() {
         g.eoi(id);
+        if forward_passthrough(cpu, id) {
+            continue;
+        }
         g.deactivate(id);
         if Some(id) == hw().uart_irq {
             console::input(cpu);

@@ -75,6 +75,8 @@ pub struct VmRuntime {
 
 /// The VMs, once created.
 pub static VMS: Once<Vec<VmRuntime>> = Once::new();
+/// Physical SPIs passed through, and the VM each belongs to.
+pub static PASSTHROUGH_IRQS: Once<alloc::collections::BTreeMap<u32, usize>> = Once::new();
 static STARTED: AtomicBool = AtomicBool::new(false);
 static PLATFORM: Once<HwFacts> = Once::new();
 
@@ -222,6 +224,23 @@ pub fn start(info: &PlatformInfo<'_>, online: usize) -> ! {
             rt.plan.dtb.start,
         );
     }
+    // Passed-through SPIs: level-sensitive, delivered to the CPU of the VM's vCPU 0, linked to
+    // the virtual SPI when they fire (irq.rs).
+    let mut pt = alloc::collections::BTreeMap::new();
+    if let Some(g) = gic::get() {
+        for rt in &vms {
+            let Some(target) = PCPUS[rt.vm.vcpus[0].pcpu].target.get() else {
+                continue;
+            };
+            for dev in &rt.vm.config.passthrough {
+                for &irq in &dev.irqs {
+                    pt.insert(irq, rt.vm.id);
+                    g.enable_spi(irq, *target, true);
+                }
+            }
+        }
+    }
+    PASSTHROUGH_IRQS.call_once(|| pt);
     VMS.call_once(|| vms);
     console::init();
     STARTED.store(true, Ordering::Release);

@@ -297,6 +297,13 @@ fn stop_vm(cpu: usize, rt: &VmRuntime, me: usize) {
         }
         _ => {
             log::info!("VM '{}' powered off", vm.name());
+            // Its passed-through interrupts must not stay active for ever.
+            let g = gic::get().expect("GIC initialised");
+            for dev in &vm.config.passthrough {
+                for &irq in &dev.irqs {
+                    g.deactivate(irq);
+                }
+            }
             console::print_counters(rt);
             rt.stopped.store(true, Ordering::Release);
             let all = VMS

@@ -105,6 +105,9 @@ pub struct Passthrough {
     pub mmio: Vec<MemRange>,
     /// SPI INTIDs.
     pub irqs: Vec<u32>,
+    /// The device's `compatible` strings: when given, the guest's device tree gets a node for
+    /// it (so a guest driver can find it); empty: no node (the guest knows the device itself).
+    pub compatible: Vec<String>,
 }
 
 /// What the machine offers, for [`Config::check`].
@@ -141,6 +144,8 @@ pub enum DeviceProblem {
     NotSpi(i64),
     /// An IRQ is the VM's virtual UART interrupt.
     UartIrq(u32),
+    /// A `compatible` string is empty or holds a NUL.
+    BadCompatible,
 }
 
 /// Why a configuration is refused. Every message names the VM and says what to change.
@@ -436,6 +441,11 @@ impl fmt::Display for ConfigError {
                         f,
                         "{d}: irq {irq} is the VM's virtual UART interrupt: move the UART with \
                          [vm.layout] uart_irq"
+                    ),
+                    DeviceProblem::BadCompatible => write!(
+                        f,
+                        "{d}: compatible must be a list of non-empty strings, e.g. \
+                         [\"arm,pl031\", \"arm,primecell\"]"
                     ),
                 }
             }
@@ -893,6 +903,8 @@ struct RawPassthrough {
     mmio: Vec<RawMmioItem>,
     #[serde(default)]
     irqs: Vec<i64>,
+    #[serde(default)]
+    compatible: Vec<String>,
 }
 
 /// `memory`: an integer or a string.
@@ -1053,10 +1065,18 @@ impl RawVm {
                     _ => Err(err(DeviceProblem::NotSpi(i))),
                 })
                 .collect::<Result<Vec<_>, _>>()?;
+            if dev
+                .compatible
+                .iter()
+                .any(|c| c.is_empty() || c.contains('\0'))
+            {
+                return Err(err(DeviceProblem::BadCompatible));
+            }
             passthrough.push(Passthrough {
                 name: dev.name,
                 mmio,
                 irqs,
+                compatible: dev.compatible,
             });
         }
 
@@ -1175,9 +1195,33 @@ irqs = [34]                    # SPI INTIDs (32..1019)
                     end: 0x0901_1000
                 }],
                 irqs: vec![34],
+                compatible: vec![],
             }]
         );
         assert_eq!(c.check(&HOST), Ok(()));
+    }
+
+    #[test]
+    fn passthrough_compatible_is_kept_and_must_be_non_empty_strings() {
+        let text = |c: &str| {
+            format!(
+                "[[vm]]\nname = \"a\"\nmemory = \"64M\"\nkernel = \"k\"\n\
+                 [[vm.passthrough]]\nname = \"rtc\"\nmmio = [0x09010000, 0x1000]\n\
+                 irqs = [34]\ncompatible = {c}\n"
+            )
+        };
+        let c = parse(&text("[\"arm,pl031\", \"arm,primecell\"]")).unwrap();
+        assert_eq!(
+            c.vms[0].passthrough[0].compatible,
+            ["arm,pl031", "arm,primecell"]
+        );
+        assert!(matches!(
+            parse(&text("[\"\"]")),
+            Err(ConfigError::Device {
+                problem: DeviceProblem::BadCompatible,
+                ..
+            })
+        ));
     }
 
     #[test]

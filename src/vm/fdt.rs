@@ -23,10 +23,12 @@
 //! * `/chosen`: `bootargs`, `stdout-path` = the PL011, and the initrd's range as 64-bit
 //!   `linux,initrd-start`/`linux,initrd-end`; `/aliases`: `serial0` = the PL011.
 //!
-//! Passthrough devices get no node. exitless knows only their MMIO ranges and SPIs; a driver
-//! needs the binding's `compatible`, clocks and other properties, which only the device's own
-//! node in the host tree (or the guest's own knowledge, for a bare-metal guest) can give, and
-//! Linux ignores a node without `compatible`. Copying the host node is the shell's job, later.
+//! * A passed-through device with `compatible` strings in the configuration gets a node
+//!   `/<name>@<first mmio base>`: `compatible`, `reg` (its MMIO ranges, mapped 1:1), `interrupts`
+//!   (its SPIs, level-high) and, for an `arm,primecell` device, the `apb_pclk` clock. Other
+//!   bindings' properties (further clocks, resets, DMA) are not invented: a device that needs
+//!   them is described by the guest itself. Without `compatible` the device gets no node (Linux
+//!   ignores a node without one; a bare-metal guest knows its devices).
 //!
 //! No `rng-seed`/`kaslr-seed`: the pure core has no entropy source.
 //!
@@ -302,6 +304,29 @@ pub fn build(vm: &GuestDt<'_>) -> Result<Vec<u8>, FdtBuildError> {
         w.property_u64("linux,initrd-end", initrd.end)?;
     }
     w.end_node(chosen)?;
+
+    for dev in vm.passthrough.iter().filter(|d| !d.compatible.is_empty()) {
+        let base = dev.mmio.first().map_or(0, |r| r.start);
+        let node = w.begin_node(&format!("{}@{base:x}", dev.name))?;
+        w.property_string_list("compatible", dev.compatible.clone())?;
+        let reg: Vec<u64> = dev.mmio.iter().flat_map(|r| [r.start, r.size()]).collect();
+        if !reg.is_empty() {
+            w.property_array_u64("reg", &reg)?;
+        }
+        let irqs: Vec<u32> = dev
+            .irqs
+            .iter()
+            .flat_map(|&i| [GIC_SPI, i - 32, IRQ_LEVEL_HIGH])
+            .collect();
+        if !irqs.is_empty() {
+            w.property_array_u32("interrupts", &irqs)?;
+        }
+        if dev.compatible.iter().any(|c| c == "arm,primecell") {
+            w.property_string("clock-names", "apb_pclk")?;
+            w.property_u32("clocks", PHANDLE_CLOCK)?;
+        }
+        w.end_node(node)?;
+    }
 
     let aliases = w.begin_node("aliases")?;
     w.property_string("serial0", &uart_path)?;
@@ -640,7 +665,7 @@ mod tests {
     }
 
     #[test]
-    fn passthrough_devices_get_no_node() {
+    fn passthrough_device_with_compatible_gets_a_node_with_reg_interrupts_and_clock() {
         let l = VmLayout::qemu_virt(64 * MIB);
         let devs = [Passthrough {
             name: "rtc".into(),
@@ -649,6 +674,53 @@ mod tests {
                 end: 0x0901_1000,
             }],
             irqs: vec![34],
+            compatible: vec!["arm,pl031".into(), "arm,primecell".into()],
+        }];
+        let blob = build(&GuestDt {
+            passthrough: &devs,
+            ..dt(&l, GicVersion::V3, 1)
+        })
+        .unwrap();
+        let fdt = Fdt::new(&blob).unwrap();
+        let rtc = fdt.find_node("/rtc@9010000").expect("node");
+        assert_eq!(
+            rtc.compatible().unwrap().all().collect::<Vec<_>>(),
+            ["arm,pl031", "arm,primecell"]
+        );
+        let reg = rtc.reg().unwrap().next().unwrap();
+        assert_eq!(
+            (reg.starting_address as u64, reg.size),
+            (0x0901_0000, Some(0x1000))
+        );
+        let cells: Vec<u32> = rtc
+            .property("interrupts")
+            .unwrap()
+            .value
+            .chunks(4)
+            .map(|c| u32::from_be_bytes(c.try_into().unwrap()))
+            .collect();
+        assert_eq!(
+            cells,
+            [GIC_SPI, 2, IRQ_LEVEL_HIGH],
+            "SPI 2 = INTID 34, level-high"
+        );
+        assert_eq!(
+            rtc.property("clocks").unwrap().as_usize(),
+            Some(PHANDLE_CLOCK as usize)
+        );
+    }
+
+    #[test]
+    fn passthrough_devices_without_compatible_get_no_node() {
+        let l = VmLayout::qemu_virt(64 * MIB);
+        let devs = [Passthrough {
+            name: "rtc".into(),
+            mmio: vec![MemRange {
+                start: 0x0901_0000,
+                end: 0x0901_1000,
+            }],
+            irqs: vec![34],
+            compatible: vec![],
         }];
         let with = build(&GuestDt {
             passthrough: &devs,
