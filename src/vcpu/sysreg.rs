@@ -32,11 +32,14 @@
 //! * BRBE: ID_AA64DFR0_EL1.BRBE.
 //! * IMPLEMENTATION DEFINED features: ID_AFR0_EL1, ID_AA64AFR0_EL1 and ID_AA64AFR1_EL1 read as 0
 //!   (KVM hides them too).
+//! * Features whose use needs EL2 set-up exitless does not do (HCRX_EL2 enables, extra
+//!   context): NMI, GCS, THE (ID_AA64PFR1_EL1), FPMR (ID_AA64PFR2_EL1), LS64
+//!   (ID_AA64ISAR1_EL1), MOPS (ID_AA64ISAR2_EL1).
 //!
 //! ID_AA64PFR0_EL1.GIC and ID_PFR1_EL1.GIC say what the *virtual* interrupt controller offers:
 //! 1 (GICv3 system register interface) for a vGICv3 guest, 0 for a vGICv2 guest
 //! ([`FeaturePolicy::gic_v3`]). Everything else, pointer authentication included, is passed
-//! through.
+//! through (pointer authentication runs without traps: HCR_EL2.API and APK, `vm::traps`).
 //!
 //! Reserved encodings in the ID space (RAZ): CRm=3 op2 3, 7; CRm=4 op2 3, 6; CRm=5 op2 3, 6, 7;
 //! CRm=6 op2 4..7; CRm=7 op2 5..7 ([`RESERVED_ID_ENCODINGS`]). They read as 0 even if the
@@ -96,6 +99,18 @@ register_bitfields! {u64,
         MTE OFFSET(8) NUMBITS(4) [],
         SSBS OFFSET(4) NUMBITS(4) [],
         BT OFFSET(0) NUMBITS(4) []
+    ],
+
+    /// AArch64 Instruction Set Attribute Register 1 (the fields exitless hides).
+    #[allow(missing_docs)]
+    pub ID_AA64ISAR1_EL1 [
+        LS64 OFFSET(60) NUMBITS(4) []
+    ],
+
+    /// AArch64 Instruction Set Attribute Register 2 (the fields exitless hides).
+    #[allow(missing_docs)]
+    pub ID_AA64ISAR2_EL1 [
+        MOPS OFFSET(16) NUMBITS(4) []
     ],
 
     /// AArch64 Processor Feature Register 2.
@@ -498,7 +513,12 @@ pub fn sanitize_id(id: SysRegId, hw: u64, policy: &FeaturePolicy) -> u64 {
                     + ID_AA64PFR1_EL1::MTE_FRAC::CLEAR
                     + ID_AA64PFR1_EL1::MTEX::CLEAR
                     + ID_AA64PFR1_EL1::MPAM_FRAC::CLEAR
-                    + ID_AA64PFR1_EL1::RAS_FRAC::CLEAR,
+                    + ID_AA64PFR1_EL1::RAS_FRAC::CLEAR
+                    // Features that need EL2 state exitless does not set up (HCRX_EL2,
+                    // GCS and TCR2 registers): not offered.
+                    + ID_AA64PFR1_EL1::NMI::CLEAR
+                    + ID_AA64PFR1_EL1::GCS::CLEAR
+                    + ID_AA64PFR1_EL1::THE::CLEAR,
             );
             reg.get()
         }
@@ -507,8 +527,22 @@ pub fn sanitize_id(id: SysRegId, hw: u64, policy: &FeaturePolicy) -> u64 {
             reg.modify(
                 ID_AA64PFR2_EL1::MTEPERM::CLEAR
                     + ID_AA64PFR2_EL1::MTESTOREONLY::CLEAR
-                    + ID_AA64PFR2_EL1::MTEFAR::CLEAR,
+                    + ID_AA64PFR2_EL1::MTEFAR::CLEAR
+                    // FPMR needs HCRX_EL2.EnFPM.
+                    + ID_AA64PFR2_EL1::FPMR::CLEAR,
             );
+            reg.get()
+        }
+        ID_AA64ISAR1_EL1 => {
+            // LS64 needs HCRX_EL2 enables.
+            let mut reg = LocalRegisterCopy::<u64, ID_AA64ISAR1_EL1::Register>::new(hw);
+            reg.modify(ID_AA64ISAR1_EL1::LS64::CLEAR);
+            reg.get()
+        }
+        ID_AA64ISAR2_EL1 => {
+            // MOPS needs HCRX_EL2.MSCEn.
+            let mut reg = LocalRegisterCopy::<u64, ID_AA64ISAR2_EL1::Register>::new(hw);
+            reg.modify(ID_AA64ISAR2_EL1::MOPS::CLEAR);
             reg.get()
         }
         ID_AA64DFR0_EL1 => {
@@ -746,12 +780,11 @@ mod tests {
                     + ID_AA64PFR1_EL1::GCS.val(1)
                     + ID_AA64PFR1_EL1::CSV2_FRAC.val(2),
             );
-        // GCS and CSV2_frac are passed through.
+        // CSV2_frac is passed through; GCS is hidden (it needs EL2 state).
         assert_eq!(
             sanitize_id(ID_AA64PFR1_EL1, hw, &V3),
             value(
-                ID_AA64PFR1_EL1::GCS.val(1)
-                    + ID_AA64PFR1_EL1::CSV2_FRAC.val(2)
+                ID_AA64PFR1_EL1::CSV2_FRAC.val(2)
                     + ID_AA64PFR1_EL1::SSBS.val(2)
                     + ID_AA64PFR1_EL1::BT.val(1)
             )
@@ -759,7 +792,7 @@ mod tests {
     }
 
     #[test]
-    fn pfr2_hides_mte_extensions_and_keeps_fpmr() {
+    fn pfr2_hides_mte_extensions_and_fpmr() {
         let hw = value(
             ID_AA64PFR2_EL1::FPMR.val(1)
                 + ID_AA64PFR2_EL1::MTEFAR.val(1)
@@ -768,7 +801,8 @@ mod tests {
         );
         assert_eq!(
             sanitize_id(ID_AA64PFR2_EL1, hw, &V3),
-            value(ID_AA64PFR2_EL1::FPMR.val(1))
+            0,
+            "FPMR needs HCRX_EL2.EnFPM"
         );
     }
 
@@ -1087,5 +1121,24 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn features_needing_hcrx_or_extra_state_are_hidden() {
+        let p = FeaturePolicy { gic_v3: true };
+        // NMI (39:36), GCS (47:44), THE (51:48) set, BT (3:0) set and kept.
+        let pfr1 = 1 << 36 | 1 << 44 | 1 << 48 | 1;
+        assert_eq!(sanitize_id(ID_AA64PFR1_EL1, pfr1, &p), 1);
+        assert_eq!(sanitize_id(ID_AA64PFR2_EL1, 1 << 32, &p), 0, "FPMR");
+        assert_eq!(
+            sanitize_id(ID_AA64ISAR1_EL1, 1 << 60 | 0x52, &p),
+            0x52,
+            "LS64 only"
+        );
+        assert_eq!(
+            sanitize_id(ID_AA64ISAR2_EL1, 1 << 16 | 0x1002, &p),
+            0x1002,
+            "MOPS only"
+        );
     }
 }
