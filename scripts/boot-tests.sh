@@ -113,14 +113,17 @@ check $T vgicv2-on-gicv3 --gic 3 --smp 4 --mem 2G --initrd "$b" --exit \
 	--expect "VM 'linux'.*GICv2.*(compatib|GICV)"
 
 # The console: input reaches the guest's shell (through the physical UART's interrupt and the
-# virtual PL011), the command key prints the counters on demand, `exit` powers the VM off.
+# virtual PL011), the command key prints the counters on demand, `reboot -f` restarts the VM
+# (PSCI SYSTEM_RESET: images reloaded, vCPU 0 started again), `exit` powers it off.
 b=$(bash scripts/mk-default-bundle.sh linux) || fails=$((fails + 1))
 check $T linux-console --smp 2 --mem 2G --initrd "$b" --exit --timeout 300 \
 	--expect "exitless-guest: interactive shell" \
 	--send 1 "echo hello-\$((6*7))"$'\n' --expect "hello-42" \
 	--send 2 $'\x1dc' --expect "=== counters of VM 'linux' ===" \
 	--expect "exits for interrupt acknowledge and completion .*: 0" \
-	--send 4 "exit"$'\n' --expect "VM 'linux' powered off" \
+	--send 4 "reboot -f"$'\n' --expect "VM 'linux': SYSTEM_RESET: restarting" \
+	--expect "Booting Linux" --expect "exitless-guest: interactive shell" \
+	--send 7 "exit"$'\n' --expect "VM 'linux' powered off" \
 	--expect "all VMs are off: powering the machine off"
 
 if ((fails)); then

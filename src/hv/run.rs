@@ -31,8 +31,10 @@ use crate::vm::traps;
 enum RunEnd {
     /// PSCI CPU_OFF.
     CpuOff,
-    /// Its VM is stopping or resetting.
+    /// Its VM is stopping or resetting (another vCPU finishes the job).
     VmStopping,
+    /// This vCPU stopped or reset its VM and finished the job (power states already set).
+    VmDone,
 }
 
 /// A physical CPU's life after boot: run its pinned vCPU, or idle.
@@ -53,10 +55,8 @@ pub fn pcpu_main(cpu: usize) -> ! {
     loop {
         let (entry, x0) = wait_power_on(cpu, rt, v);
         match run_vcpu(cpu, rt, v, entry, x0) {
-            RunEnd::CpuOff => set_power(&rt.vm, v, PowerState::Off),
-            RunEnd::VmStopping => {
-                set_power(&rt.vm, v, PowerState::Off);
-            }
+            RunEnd::CpuOff | RunEnd::VmStopping => set_power(&rt.vm, v, PowerState::Off),
+            RunEnd::VmDone => {}
         }
     }
 }
@@ -204,7 +204,7 @@ fn run_vcpu(cpu: usize, rt: &VmRuntime, v: usize, entry: u64, x0: u64) -> RunEnd
             Outcome::VmOff | Outcome::VmReset => {
                 put(g, v, vm);
                 stop_vm(cpu, rt, v);
-                return RunEnd::VmStopping;
+                return RunEnd::VmDone;
             }
         }
     };
