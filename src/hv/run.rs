@@ -41,6 +41,7 @@ enum RunEnd {
 pub fn pcpu_main(cpu: usize) -> ! {
     let g = gic::get().expect("GIC initialised");
     let h = hw();
+    timer::host_event_stream();
     g.enable_private(super::KICK_SGI);
     g.enable_private(h.maintenance);
     g.enable_private(h.vtimer);
@@ -221,6 +222,7 @@ fn put(g: &gic::Gic, v: usize, vm: &Vm) {
     g.deactivate(h.ptimer);
     g.reset_virtual(h.lr_count);
     arch::vcpu::unload_control(traps::host_hcr());
+    timer::host_event_stream();
     vm.vgic.lock().reset_vcpu(v);
     vm.vgic.lock().phys.deactivate.clear();
 }
