@@ -191,12 +191,7 @@ fn run_vcpu(cpu: usize, rt: &VmRuntime, v: usize, entry: u64, x0: u64) -> RunEnd
             Outcome::PhysIrq => irq::handle_guest(cpu, rt, v),
             Outcome::InjectUndef => inject_undef(&mut regs),
             Outcome::InjectAbort { write } => inject_abort(&mut regs, &info, kind, write),
-            Outcome::Wake(target) => {
-                if let Some(slot) = vm.vcpus.get(target) {
-                    kick(cpu, vm, 1 << target);
-                    let _ = slot;
-                }
-            }
+            Outcome::Wake(target) => kick(cpu, vm, 1 << target),
             Outcome::Restart { entry, context } => {
                 arch::vcpu::restore_el1(&arch::vcpu::El1Context::reset());
                 regs = reset_state(entry, context);
@@ -223,8 +218,9 @@ fn put(g: &gic::Gic, v: usize, vm: &Vm) {
     g.reset_virtual(h.lr_count);
     arch::vcpu::unload_control(traps::host_hcr());
     timer::host_event_stream();
-    vm.vgic.lock().reset_vcpu(v);
-    vm.vgic.lock().phys.deactivate.clear();
+    let mut vgic = vm.vgic.lock();
+    vgic.reset_vcpu(v);
+    vgic.phys.deactivate.clear();
 }
 
 fn inject_undef(regs: &mut GuestRegs) {
