@@ -10,6 +10,8 @@
 #   make rpi4         write a Raspberry Pi 4 SD-card folder (out/rpi4)
 #   make debug        like run, QEMU waits for gdb and prints the command that attaches
 #   make test         host unit tests, then the QEMU boot tests
+#   make guest        build the GIC conformance/benchmark guest (tests/guest -> out/guest.bin)
+#   make guest-tests  run it natively and under exitless on GICv3 and GICv2, compare the two
 #   make test-host    host unit tests only (cargo test on the pure core)
 #   make test-qemu    QEMU boot tests only
 #   make check        rustfmt, clippy -D warnings (host and bare-metal), layering rule
@@ -29,8 +31,10 @@ SMP      ?= 4
 # The default VM has a vGICv3, or a vGICv2 on a GICv2 host.
 BUNDLE   ?= $(if $(filter 2,$(GIC)),linux-v2,linux)
 QEMU     := python3 scripts/qemu.py
+GUEST_ELF := target/guest/$(TARGET)/release/exitless-guest
+GUEST_BIN := $(OUT)/guest.bin
 
-.PHONY: all setup build bundle run run-rpi4 rpi4 debug test test-host test-qemu check fixtures clean
+.PHONY: all setup build bundle run run-rpi4 rpi4 debug test test-host test-qemu check fixtures clean guest guest-tests
 .DEFAULT_GOAL := all
 
 all: build
@@ -71,6 +75,18 @@ test-host: setup
 
 test-qemu: build
 	bash scripts/boot-tests.sh
+
+# The test guest is its own workspace (tests/guest/Cargo.toml). RUSTFLAGS replaces the
+# hypervisor's target flags from .cargo/config.toml (PIE, linker.ld); its build.rs links it at
+# 0x40080000 instead.
+guest: setup
+	cd tests/guest && RUSTFLAGS="-C force-frame-pointers=yes" \
+		CARGO_TARGET_DIR=$(CURDIR)/target/guest cargo build --release --target $(TARGET)
+	@mkdir -p $(OUT)
+	@$(OBJCOPY) -O binary $(GUEST_ELF) $(GUEST_BIN)
+
+guest-tests: build guest
+	python3 scripts/guest-tests.py
 
 check: setup
 	cargo fmt --check

@@ -1,0 +1,236 @@
+#!/usr/bin/env python3
+"""Runs the GIC conformance guest (tests/guest, out/guest.bin) natively and under exitless, and
+compares the two (issue 4).
+
+    guest-tests.py [--gic 3,2] [--timeout S] [--verbose]
+
+For each GIC version: the native run is QEMU virt without virtualization=on
+(`-machine virt,gic-version=N -cpu cortex-a72 -smp 4 -m 1G -kernel out/guest.bin`: the guest at
+EL1 on QEMU's own GIC model, the reference); the virtualized run is exitless
+(`virt,virtualization=on,gic-version=N -smp 4`) with a bundle holding the same binary as a
+4-vCPU VM with `gic = N`. Both go through scripts/qemu.py (time limit, panic detection, logs in
+out/logs/guest-{native,virt}-gicvN.log).
+
+The guest prints TAP. The run fails if, in either run, a case is `not ok`, the plan is not
+complete, the guest bails out, or QEMU does not exit by itself after the summary (PSCI
+SYSTEM_OFF must end the run: that is the "psci: SYSTEM_OFF ends the run" line of the table);
+or if the two runs differ: a case that passes one way and not the other, or a skip that is not
+the intended `# SKIP native` of a case meaningful only under exitless. The table shows every
+case side by side; on failure the tail of the offending log follows.
+
+Exit status: 0 when every version passes both ways, 1 otherwise.
+"""
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "out")
+GUEST = os.path.join(OUT, "guest.bin")
+HV = os.path.join(OUT, "exitless.bin")
+QEMU_PY = os.path.join(ROOT, "scripts", "qemu.py")
+MKBUNDLE = os.path.join(ROOT, "scripts", "mkbundle.py")
+
+CASE = re.compile(r"^(ok|not ok) (\d+) - (.*?)(?: # (SKIP|TODO)\s*(.*))?\s*$")
+PLAN = re.compile(r"^1\.\.(\d+)\s*$")
+SUMMARY = re.compile(r"^# exitless-guest summary: (.*)$")
+SYSTEM_OFF = "psci: SYSTEM_OFF ends the run"
+
+BUNDLE_CONFIG = """# Written by scripts/guest-tests.py: the conformance guest as a 4-vCPU VM.
+[[vm]]
+name = "guest"
+vcpus = 4
+memory = "256M"
+kernel = "guest.bin"
+gic = {gic}
+bootargs = "{bootargs}"
+"""
+
+
+def make_bundle(gic, bootargs=""):
+    """Writes out/guest/gicvN.cpio (config + out/guest.bin) and returns its path."""
+    d = os.path.join(OUT, "guest")
+    os.makedirs(d, exist_ok=True)
+    cfg = os.path.join(d, f"gicv{gic}{'-bench' if bootargs else ''}.toml")
+    with open(cfg, "w") as f:
+        f.write(BUNDLE_CONFIG.format(gic=gic, bootargs=bootargs))
+    cpio = cfg[:-5] + ".cpio"
+    subprocess.run([sys.executable, MKBUNDLE, cpio, cfg, GUEST], check=True)
+    return cpio
+
+
+def run_qemu(name, args, timeout, expect="exitless-guest summary"):
+    """Runs one qemu.py test; returns (passed_by_qemu_py, log text, seconds)."""
+    cmd = [sys.executable, QEMU_PY, "test", name, "--expect", expect, "--exit",
+           "--timeout", str(timeout)] + args
+    t = time.monotonic()
+    r = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    secs = time.monotonic() - t
+    log_path = os.path.join(OUT, "logs", f"{name}.log")
+    try:
+        with open(log_path, errors="replace") as f:
+            log = f.read()
+    except OSError:
+        log = r.stdout
+    return r.returncode == 0, log, secs, r.stdout
+
+
+def native_args(gic, append=None, icount=False):
+    a = ["--no-virt", "--gic", str(gic), "--cpu", "cortex-a72", "--smp", "4", "--mem", "1G",
+         "--kernel", GUEST]
+    if append:
+        a += ["--append", append]
+    if icount:
+        a += ["--icount"]
+    return a
+
+
+def virt_args(gic, bundle, icount=False):
+    a = ["--gic", str(gic), "--cpu", "cortex-a72", "--smp", "4", "--mem", "1G",
+         "--initrd", bundle]
+    if icount:
+        a += ["--icount"]
+    return a
+
+
+class Tap:
+    """The TAP of one run: cases by number, plan, summary, bail-out."""
+
+    def __init__(self, text, exited):
+        self.cases = {}
+        self.plan = None
+        self.summary = None
+        self.bail = None
+        for line in text.splitlines():
+            line = line.rstrip("\r")
+            if m := PLAN.match(line):
+                self.plan = int(m.group(1))
+            elif m := CASE.match(line):
+                ok = m.group(1) == "ok"
+                skip = m.group(5) if m.group(4) == "SKIP" else None
+                self.cases[int(m.group(2))] = (m.group(3), ok, skip)
+            elif m := SUMMARY.match(line):
+                self.summary = m.group(1)
+            elif line.startswith("Bail out!"):
+                self.bail = line
+        self.exited = exited
+
+    def status(self, n):
+        c = self.cases.get(n)
+        if c is None:
+            return "missing"
+        _, ok, skip = c
+        if not ok:
+            return "FAIL"
+        return f"skip ({skip})" if skip else "ok"
+
+    def problems(self):
+        p = []
+        if self.bail:
+            p.append(self.bail)
+        if self.plan is None:
+            p.append("no TAP plan line")
+        elif len(self.cases) != self.plan:
+            p.append(f"{len(self.cases)} of {self.plan} cases reported")
+        if self.summary is None:
+            p.append("no summary line")
+        return p
+
+
+def tail(text, n=40):
+    lines = [l.rstrip("\r") for l in text.splitlines() if l.strip()]
+    return "\n".join("    | " + l for l in lines[-n:])
+
+
+def compare(gic, native, virt):
+    """Prints the side-by-side table; returns the list of failures."""
+    fails = []
+    numbers = sorted(set(native.cases) | set(virt.cases))
+    width = max([len(SYSTEM_OFF)] + [len(c[0]) for t in (native, virt)
+                                     for c in t.cases.values()])
+    width = min(width, 96)
+    print(f"\n  GICv{gic}: {'case':<{width + 5}} {'native':<14} virtualized")
+    rows = []
+    for n in numbers:
+        desc = (native.cases.get(n) or virt.cases.get(n))[0]
+        if native.cases.get(n) and virt.cases.get(n) and native.cases[n][0] != virt.cases[n][0]:
+            fails.append(f"case {n} is '{native.cases[n][0]}' natively, "
+                         f"'{virt.cases[n][0]}' virtualized")
+        ns, vs = native.status(n), virt.status(n)
+        bad = []
+        if ns in ("FAIL", "missing"):
+            bad.append("fails natively" if ns == "FAIL" else "missing natively")
+        if vs in ("FAIL", "missing"):
+            bad.append("fails virtualized" if vs == "FAIL" else "missing virtualized")
+        if vs.startswith("skip"):
+            if vs != ns:
+                bad.append(f"virtualized run skipped it: {vs}")
+        elif ns.startswith("skip") and ns != "skip (native)":
+            bad.append(f"skipped natively only: {ns}")
+        elif not ns.startswith("skip") and ns != vs and not bad:
+            bad.append("differs")
+        mark = "  <-- " + "; ".join(bad) if bad else ""
+        rows.append(f"  {n:>4} {desc[:width]:<{width}} {ns:<14} {vs}{mark}")
+        if bad:
+            fails.append(f"GICv{gic} case {n} ({desc}): " + "; ".join(bad))
+    n = (max(numbers) if numbers else 0) + 1
+    ns = "ok" if native.exited else "FAIL"
+    vs = "ok" if virt.exited else "FAIL"
+    mark = "" if native.exited and virt.exited else "  <-- QEMU did not exit by itself"
+    rows.append(f"  {n:>4} {SYSTEM_OFF:<{width}} {ns:<14} {vs}{mark}")
+    if mark:
+        fails.append(f"GICv{gic}: {SYSTEM_OFF}: native {ns}, virtualized {vs}")
+    print("\n".join(rows))
+    for what, t in (("native", native), ("virtualized", virt)):
+        for p in t.problems():
+            fails.append(f"GICv{gic} {what}: {p}")
+        print(f"  GICv{gic} {what}: {t.summary or 'no summary'}")
+    return fails
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--gic", default="3,2", help="GIC versions, comma-separated (default 3,2)")
+    p.add_argument("--timeout", type=int, default=240, help="seconds per run (default 240)")
+    a = p.parse_args()
+    for f, how in ((GUEST, "make guest"), (HV, "make")):
+        if not os.path.exists(f):
+            sys.exit(f"guest-tests: {f} does not exist: run `{how}` first")
+    all_fails = []
+    t0 = time.monotonic()
+    for gic in [int(g) for g in a.gic.split(",") if g]:
+        bundle = make_bundle(gic)
+        runs = {}
+        for what, name, args in (
+            ("native", f"guest-native-gicv{gic}", native_args(gic)),
+            ("virtualized", f"guest-virt-gicv{gic}", virt_args(gic, bundle)),
+        ):
+            ok, log, secs, qout = run_qemu(name, args, a.timeout)
+            print(f"guest-tests: GICv{gic} {what}: {'done' if ok else 'FAILED'} in {secs:.1f}s "
+                  f"(log: out/logs/{name}.log)", flush=True)
+            runs[what] = (Tap(log, ok), log, qout)
+        fails = compare(gic, runs["native"][0], runs["virtualized"][0])
+        if fails:
+            for what in ("native", "virtualized"):
+                tap, log, qout = runs[what]
+                if (tap.problems() or not tap.exited
+                        or any(s == "FAIL" for s in map(tap.status, tap.cases))):
+                    print(f"\n  --- GICv{gic} {what}: qemu.py said ---\n{qout.rstrip()}")
+                    print(f"  --- tail of the {what} log ---\n{tail(log)}")
+        all_fails += fails
+    secs = time.monotonic() - t0
+    if all_fails:
+        print(f"\nguest-tests: {len(all_fails)} problem(s) ({secs:.0f}s):")
+        for f in all_fails:
+            print(f"  - {f}")
+        return 1
+    print(f"\nguest-tests: every case passes natively and virtualized, the same way ({secs:.0f}s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,267 @@
+//! Benchmarks (`exitless.bench` on the command line): what interrupt operations cost, in ticks
+//! of the virtual counter (CNTVCT_EL0), natively and under exitless. Meant for QEMU's
+//! `-icount shift=0`, where every instruction takes 1 ns of virtual time and the counter (62.5
+//! MHz on virt) ticks every 16 instructions, hypervisor instructions included: the numbers are
+//! deterministic and comparable between the two runs.
+//!
+//! Each operation prints one line that scripts/bench.py parses:
+//! `bench op=NAME n=N min=.. p10=.. p50=.. p90=.. max=.. exits=E.EE detail=reason:E.EE,...`
+//! where `exits` is the exits per operation read from exitless's counters (`-` natively).
+
+use core::sync::atomic::Ordering::SeqCst;
+
+use crate::cases::{self, REASONS, SPI, exit_delta, exits, virt};
+use crate::gic::{self, Target};
+use crate::hw::{self, msr};
+use crate::rt::{self, CPUS, gic, platform};
+use crate::{print, println};
+
+/// Iterations per operation (after `WARMUP` untimed ones).
+const N: usize = 200;
+const WARMUP: usize = 10;
+
+/// Exits per operation, in hundredths, by reason.
+type Exits = [i64; 11];
+
+fn report(op: &str, s: &mut [u64; N], e: Option<Exits>) {
+    s.sort_unstable();
+    let pct = |p: usize| s[(N - 1) * p / 100];
+    print!(
+        "bench op={op} n={N} min={} p10={} p50={} p90={} max={}",
+        s[0],
+        pct(10),
+        pct(50),
+        pct(90),
+        s[N - 1]
+    );
+    match e {
+        None => println!(" exits=- detail=-"),
+        Some(e) => {
+            let total: i64 = e.iter().sum();
+            print!(" exits={}.{:02} detail=", total / 100, total % 100);
+            let mut first = true;
+            for i in 0..11 {
+                if e[i] != 0 {
+                    print!(
+                        "{}{}:{}.{:02}",
+                        if first { "" } else { "," },
+                        REASONS[i],
+                        e[i] / 100,
+                        e[i] % 100
+                    );
+                    first = false;
+                }
+            }
+            println!("{}", if first { "none" } else { "" });
+        }
+    }
+}
+
+/// Exit counters of this CPU, or zeros natively.
+fn snap() -> [u64; 11] {
+    if virt() { exits() } else { [0; 11] }
+}
+
+/// Per-operation exits (hundredths) between two snapshots over `n` operations, minus `minus`.
+fn per_op(a: &[u64; 11], b: &[u64; 11], n: usize, minus: &Exits) -> Option<Exits> {
+    if !virt() {
+        return None;
+    }
+    let d = exit_delta(a, b);
+    let mut out = [0; 11];
+    for i in 0..11 {
+        out[i] = (d[i] * 100 / n as i64 - minus[i]).max(0);
+    }
+    Some(out)
+}
+
+/// Exit counters of CPU `c`, read there.
+fn snap_on(c: usize) -> [u64; 11] {
+    let mut out = [0u64; 11];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = rt::run_on(c, |i| rt::call(0x8600_0001, i, 0, 0)[1], i as u64).unwrap_or(0);
+    }
+    out
+}
+
+pub fn run() {
+    let g = gic();
+    let v = virt();
+    println!(
+        "# exitless-guest bench: {}, {}, {} CPUs, counter {} Hz, {N} iterations",
+        if g.version == gic::Version::V3 {
+            "gicv3"
+        } else {
+            "gicv2"
+        },
+        if v { "virtualized" } else { "native" },
+        g.cpu_count,
+        hw::freq()
+    );
+    cases::reset();
+    if v {
+        // Calibrate the counter reads before anything is measured.
+        let a = exits();
+        let _ = exit_delta(&a, &a);
+    }
+    let zero = [0; 11];
+    let mut s = [0u64; N];
+
+    // Two counter reads with nothing between: the measuring overhead.
+    for x in s.iter_mut() {
+        let t0 = hw::now();
+        let t1 = hw::now();
+        *x = t1 - t0;
+    }
+    report("null", &mut s, v.then_some(zero));
+
+    // SGI to self: send to handler entry, and the round trip back to the sender after EOI.
+    g.enable(0, 1);
+    hw::irq_enable();
+    let mut rtt = [0u64; N];
+    let a = snap();
+    for i in 0..N + WARMUP {
+        let n0 = CPUS[0].count.load(SeqCst);
+        let t0 = hw::now();
+        g.sgi(1, Target::Cpus(1));
+        while CPUS[0].count.load(SeqCst) == n0 {}
+        let t1 = hw::now();
+        if i >= WARMUP {
+            s[i - WARMUP] = CPUS[0].last.load(SeqCst) - t0;
+            rtt[i - WARMUP] = t1 - t0;
+        }
+    }
+    let b = snap();
+    hw::irq_disable();
+    let e = per_op(&a, &b, N + WARMUP, &zero);
+    report("sgi-self-entry", &mut s, e);
+    report("sgi-self-roundtrip", &mut rtt, e);
+
+    // SGI to another CPU, waiting in WFI: send to its handler entry.
+    if g.cpu_count > 1 {
+        cases::reset();
+        g.enable(1, 2);
+        if g.version == gic::Version::V2 {
+            rt::run_on(
+                1,
+                |_| {
+                    gic().enable(hw::cpu(), 2);
+                    0
+                },
+                0,
+            );
+        }
+        let r0 = if v { snap_on(1) } else { zero_u() };
+        let r1 = if v { snap_on(1) } else { zero_u() };
+        let a = snap();
+        for i in 0..N + WARMUP {
+            let n0 = CPUS[1].count.load(SeqCst);
+            hw::delay(hw::us(20)); // let it go back to WFI
+            let t0 = hw::now();
+            g.sgi(2, Target::Cpus(1 << 1));
+            while CPUS[1].count.load(SeqCst) == n0 {}
+            if i >= WARMUP {
+                s[i - WARMUP] = CPUS[1].last.load(SeqCst) - t0;
+            }
+        }
+        let b = snap();
+        let r2 = if v { snap_on(1) } else { zero_u() };
+        let e = per_op(&a, &b, N + WARMUP, &zero).map(|mut e| {
+            // The receiver's exits, minus what reading its counters costs (r1 - r0).
+            for k in 0..11 {
+                let d = (r2[k] as i64 - r1[k] as i64) - (r1[k] as i64 - r0[k] as i64);
+                e[k] += (d * 100 / (N + WARMUP) as i64).max(0);
+            }
+            e
+        });
+        report("sgi-remote-entry", &mut s, e);
+    }
+
+    // Virtual timer: programmed CVAL to handler entry.
+    cases::reset();
+    let vt = platform().vtimer;
+    g.set_priority(0, vt, 0x80);
+    g.enable(0, vt);
+    hw::irq_enable();
+    let a = snap();
+    for i in 0..N + WARMUP {
+        let n0 = CPUS[0].count.load(SeqCst);
+        let cval = hw::now() + hw::us(50);
+        msr!("cntv_cval_el0", cval);
+        msr!("cntv_ctl_el0", 1);
+        while CPUS[0].count.load(SeqCst) == n0 {}
+        if i >= WARMUP {
+            s[i - WARMUP] = CPUS[0].last.load(SeqCst) - cval;
+        }
+    }
+    let b = snap();
+    hw::irq_disable();
+    report("vtimer-entry", &mut s, per_op(&a, &b, N + WARMUP, &zero));
+
+    // IAR + EOI of a pending SPI (made pending untimed, masked).
+    cases::reset();
+    let i0 = SPI + 1;
+    g.set_priority(0, i0, 0x80);
+    g.enable(0, i0);
+    let a = snap();
+    for i in 0..N + WARMUP {
+        g.pend(0, i0);
+        while g.intid(g.hppir()) != i0 {}
+        let t0 = hw::now();
+        let iar = g.ack();
+        g.eoi(iar);
+        let t1 = hw::now();
+        if i >= WARMUP {
+            s[i - WARMUP] = t1 - t0;
+        }
+    }
+    let b = snap();
+    // What making it pending cost (one write each), measured alone.
+    let c = snap();
+    for _ in 0..N + WARMUP {
+        g.pend(0, i0);
+    }
+    let d = snap();
+    cases::drain();
+    let setup = per_op(&c, &d, N + WARMUP, &zero).unwrap_or(zero);
+    report("iar-eoi", &mut s, per_op(&a, &b, N + WARMUP, &setup));
+
+    // A distributor register read (trapped and emulated under exitless).
+    let a = snap();
+    for i in 0..N + WARMUP {
+        let t0 = hw::now();
+        let x = hw::read32(g.d(gic::GICD_ISENABLER + 4));
+        let t1 = hw::now();
+        core::hint::black_box(x);
+        if i >= WARMUP {
+            s[i - WARMUP] = t1 - t0;
+        }
+    }
+    let b = snap();
+    report("gicd-read", &mut s, per_op(&a, &b, N + WARMUP, &zero));
+
+    // A null hypercall (vendor Call Count: NOT_SUPPORTED both ways) and PSCI_VERSION.
+    for (name, f) in [
+        ("null-hvc", 0x8600_ff00u32),
+        ("psci-version", rt::PSCI_VERSION),
+    ] {
+        let a = snap();
+        for i in 0..N + WARMUP {
+            let t0 = hw::now();
+            let r = rt::call(f, 0, 0, 0);
+            let t1 = hw::now();
+            core::hint::black_box(r);
+            if i >= WARMUP {
+                s[i - WARMUP] = t1 - t0;
+            }
+        }
+        let b = snap();
+        report(name, &mut s, per_op(&a, &b, N + WARMUP, &zero));
+    }
+    cases::reset();
+    println!("# exitless-guest bench done");
+}
+
+fn zero_u() -> [u64; 11] {
+    [0; 11]
+}
