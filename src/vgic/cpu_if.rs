@@ -16,7 +16,8 @@
 //!    out: NPIE (refill when no LR is pending any more); active ones left out: LRENPIE, and an
 //!    EOI the guest makes for one of them is counted in ICH_HCR_EL2.EOIcount, which fold replays
 //!    by deactivating the highest-priority active interrupt outside the LRs; with EOImode=1 DIR
-//!    is trapped (TDIR) so it can be applied to those too.
+//!    is trapped (TDIR) so it can be applied to those too, and EOIcount is ignored (an EOI is
+//!    then only a priority drop).
 //! 4. A software level-triggered interrupt asks for an EOI maintenance interrupt so its level is
 //!    sampled again after completion; a linked (HW) level interrupt is completed in hardware and
 //!    fires again physically if its line is still asserted.
@@ -210,7 +211,15 @@ impl Vgic {
             let state = fmt.state(shadow.lrs[n]);
             self.fold_one(vcpu, entry, state);
         }
-        let eoicount = (shadow.hcr >> hcr::EOICOUNT_SHIFT) & hcr::EOICOUNT_MASK;
+        // EOIcount is replayed as deactivations only with EOImode=0 (KVM: "EOIMode=0: use
+        // EOIcount to emulate deactivation"). With EOImode=1 an EOI is only a priority drop,
+        // yet the virtual interface may still count one that finds no LR (QEMU does); the
+        // deactivations come as DIRs, trapped (TDIR) while actives wait outside the LRs.
+        let eoicount = if shadow.eoimode1 {
+            0
+        } else {
+            (shadow.hcr >> hcr::EOICOUNT_SHIFT) & hcr::EOICOUNT_MASK
+        };
         for _ in 0..eoicount {
             if !self.deactivate_outside(vcpu) {
                 break;

@@ -194,6 +194,35 @@ fn eoicount_deactivates_the_highest_priority_active_outside_the_lrs() {
     );
 }
 
+/// Found by the conformance guest (tests/guest, "EOImode=1: 8 dropped-but-active SPIs"): with
+/// EOImode=1 the guest's EOI of an interrupt outside the LRs is a priority drop only, even if
+/// the virtual interface counts it in EOIcount; replaying it deactivated another interrupt.
+#[test]
+fn eoicount_is_not_replayed_as_a_deactivation_with_eoimode1() {
+    let mut g = vgic();
+    for i in 0..4 {
+        spi(&mut g, 40 + i, 0x10 * (i as u8 + 1));
+        g.set_active(0, IntId(40 + i), true);
+    }
+    spi(&mut g, 50, 0x08);
+    g.set_pending(0, IntId(50), true);
+    let mut sh = CpuIfShadow {
+        eoimode1: true,
+        ..Default::default()
+    };
+    g.flush(0, &mut sh);
+    // The guest drops the priority of 43 (outside the LRs); the interface counts the EOI.
+    sh.hcr |= 1 << hcr::EOICOUNT_SHIFT;
+    g.fold(0, &sh);
+    for i in 40..44 {
+        assert!(
+            g.irq(0, IntId(i)).unwrap().active,
+            "{i} stays active until the guest's DIR"
+        );
+    }
+    assert_eq!(g.cpu(0).unwrap().stats.eoicount_deactivations, 0);
+}
+
 #[test]
 fn eoimode1_with_actives_outside_traps_dir() {
     let mut g = vgic();
