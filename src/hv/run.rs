@@ -24,6 +24,7 @@ use crate::vcpu::inject::{self, El1Exception};
 use crate::vcpu::psci::PowerState;
 use crate::vcpu::regs::{ExitInfo, GuestRegs, reset_state};
 use crate::vgic::cpu_if::CpuIfShadow;
+use crate::vgic::irq::IntId;
 use crate::vm::machine::{ExitHw, Outcome, Vm, VmState};
 use crate::vm::traps;
 
@@ -155,6 +156,7 @@ fn run_vcpu(cpu: usize, rt: &VmRuntime, v: usize, entry: u64, x0: u64) -> RunEnd
     let mut shadow = CpuIfShadow::default();
     let mut prev_used = 0;
     let mut hw_ops = Hw { cpu };
+    let timers = (hw().vtimer, hw().ptimer);
     log::debug!(
         "VM '{}' vCPU {v} starts at {entry:#x} (x0 = {x0:#x})",
         vm.name()
@@ -181,6 +183,10 @@ fn run_vcpu(cpu: usize, rt: &VmRuntime, v: usize, entry: u64, x0: u64) -> RunEnd
         {
             let mut vgic = vm.vgic.lock();
             vgic.fold(v, &shadow);
+            // A timer line that dropped before the guest took its interrupt withdraws it.
+            let (vt, pt) = arch::vcpu::timer_lines();
+            vgic.resample_hw_level(v, IntId(timers.0), vt);
+            vgic.resample_hw_level(v, IntId(timers.1), pt);
             let kicks = vgic.take_kicks();
             drop(vgic);
             kick(cpu, vm, kicks);

@@ -387,6 +387,36 @@ impl Vgic {
         });
     }
 
+    /// The physical line of linked level-sensitive interrupt `id` of `vcpu` was sampled at an
+    /// exit (the timers: CNTx_CTL ENABLE and ISTATUS set, IMASK clear). If it dropped while the
+    /// virtual interrupt is only pending (neither active nor in a list register), its virtual
+    /// level drops too and the physical interrupt, left active when it was injected, is
+    /// deactivated so that it can fire again (KVM `vgic_v3_fold_lr_state`: "If this causes us
+    /// to lower the level, we have to also clear the physical active state"). Without this a
+    /// guest that masks its timer before taking the interrupt (or while the PPI is disabled)
+    /// keeps seeing it pending.
+    pub fn resample_hw_level(&mut self, vcpu: VcpuId, id: IntId, level: bool) {
+        let stale = self.irq(vcpu, id).is_some_and(|i| {
+            !level
+                && i.hw.is_some()
+                && i.trigger == Trigger::Level
+                && i.line_level
+                && !i.active
+                && i.resident.is_none()
+        });
+        if !stale {
+            return;
+        }
+        let mut phys = None;
+        self.update(vcpu, id, |i| {
+            i.line_level = false;
+            phys = i.hw;
+        });
+        if let Some(p) = phys {
+            self.phys.deactivate.push(p);
+        }
+    }
+
     /// Makes SGI `sgi` pending on each vCPU in `targets` (bit n = vCPU n), from vCPU `source`.
     /// With `group1_allowed == false` (ICC_SGI0R_EL1, ICC_ASGI1R_EL1 in a single security
     /// state) only SGIs configured as group 0 are generated.

@@ -257,6 +257,16 @@ pub fn stop_timers() {
     msr!("cntp_ctl_el0", 0);
 }
 
+/// Whether the guest's EL1 virtual and physical timers assert their interrupt lines now
+/// (CNTV_CTL_EL0 / CNTP_CTL_EL0: ENABLE and ISTATUS set, IMASK clear).
+pub fn timer_lines() -> (bool, bool) {
+    let asserted = |ctl: u64| ctl & 0b111 == 0b101;
+    (
+        asserted(mrs!("cntv_ctl_el0")),
+        asserted(mrs!("cntp_ctl_el0")),
+    )
+}
+
 /// The EL1 registers exception injection reads and writes.
 pub struct El1ExceptionRegs {
     /// VBAR_EL1.

@@ -302,6 +302,58 @@ fn hw_level_interrupt_is_linked_and_completed_in_hardware() {
     );
 }
 
+/// Found by the conformance guest (tests/guest, "timer: its PPI stops being pending when the
+/// condition goes away"): a linked level interrupt whose physical line dropped before the guest
+/// took it must stop being pending, and its physical interrupt must be deactivated.
+#[test]
+fn hw_level_interrupt_whose_line_dropped_before_it_was_taken_is_withdrawn() {
+    // The PPI disabled in the guest: injected, never loaded.
+    let mut g = vgic();
+    g.set_group1(0, IntId(27), true);
+    g.inject_hw(0, IntId(27), 27);
+    assert!(g.irq(0, IntId(27)).unwrap().is_pending());
+    g.resample_hw_level(0, IntId(27), true);
+    assert!(
+        g.phys.deactivate.is_empty(),
+        "still asserted: nothing changes"
+    );
+    g.resample_hw_level(0, IntId(27), false);
+    assert!(!g.irq(0, IntId(27)).unwrap().is_pending());
+    assert_eq!(g.phys.deactivate, [27]);
+
+    // Enabled and loaded, still pending in its LR at the exit: withdrawn from the next flush.
+    let mut g = vgic();
+    g.set_group1(0, IntId(27), true);
+    g.set_enabled(0, IntId(27), true);
+    g.inject_hw(0, IntId(27), 27);
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
+    assert_eq!(sh.used, 1);
+    g.fold(0, &sh);
+    g.resample_hw_level(0, IntId(27), false);
+    g.flush(0, &mut sh);
+    assert_eq!(sh.used, 0, "not offered to the guest again");
+    assert_eq!(g.phys.deactivate, [27]);
+}
+
+#[test]
+fn hw_level_interrupt_taken_by_the_guest_is_left_to_its_eoi() {
+    let mut g = vgic();
+    g.set_group1(0, IntId(27), true);
+    g.set_enabled(0, IntId(27), true);
+    g.inject_hw(0, IntId(27), 27);
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
+    ack(&mut sh, 0);
+    g.fold(0, &sh);
+    g.resample_hw_level(0, IntId(27), false);
+    assert!(g.irq(0, IntId(27)).unwrap().active);
+    assert!(
+        g.phys.deactivate.is_empty(),
+        "the guest's EOI deactivates it through the HW bit"
+    );
+}
+
 #[test]
 fn disabling_a_pending_interrupt_in_an_lr_removes_it_but_not_an_active_one() {
     let mut g = vgic();
