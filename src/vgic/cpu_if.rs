@@ -16,13 +16,15 @@
 //!    out: NPIE (refill when no LR is pending any more); active ones left out: LRENPIE, and an
 //!    EOI the guest makes for one of them is counted in ICH_HCR_EL2.EOIcount, which fold replays
 //!    by deactivating the highest-priority active interrupt outside the LRs; with EOImode=1 DIR
-//!    is trapped (TDIR) so it can be applied to those too, and EOIcount is ignored (an EOI is
-//!    then only a priority drop).
+//!    is trapped (TDIR) so it can be applied to those too, and EOIcount is then ignored (an EOI
+//!    is only a priority drop). GICv2 cannot trap DIR: there EOIcount, which counts the DIRs
+//!    that found no LR, is replayed in priority order whatever the EOImode.
 //! 4. A software level-triggered interrupt asks for an EOI maintenance interrupt so its level is
 //!    sampled again after completion; a linked (HW) level interrupt is completed in hardware and
 //!    fires again physically if its line is still asserted.
 //! 5. GICv2 SGIs pending from several sources are loaded one source at a time, with an EOI
-//!    maintenance interrupt to load the next.
+//!    maintenance interrupt to load the next (never UIE: it fires while at most one LR is valid,
+//!    so with that SGI alone in the LRs the vCPU would exit for ever).
 
 use alloc::vec::Vec;
 
@@ -89,7 +91,6 @@ impl Vgic {
         let lr_count = self.lr_count;
         let mut hcr = hcr::EN;
         let mut used = 0;
-        let mut multi_source_sgi = false;
         let mut outside_active = Vec::new();
         for (n, c) in cands.iter().enumerate() {
             if n >= lr_count {
@@ -100,7 +101,7 @@ impl Vgic {
                 }
                 continue;
             }
-            let entry = self.load(vcpu, c.id, &mut multi_source_sgi);
+            let entry = self.load(vcpu, c.id);
             shadow.lrs[used] = fmt.encode(&entry);
             self.cpus[vcpu].lrs[used] = Some(entry);
             used += 1;
@@ -108,9 +109,6 @@ impl Vgic {
         if cands.len() > lr_count {
             hcr |= hcr::UIE;
             self.cpus[vcpu].stats.lr_overflows += 1;
-        }
-        if multi_source_sgi {
-            hcr |= hcr::UIE;
         }
         if !outside_active.is_empty() {
             hcr |= hcr::LRENPIE;
@@ -159,7 +157,7 @@ impl Vgic {
     }
 
     /// Builds the LR for one candidate and moves its pending state into it (rule 2, rule 5).
-    fn load(&mut self, vcpu: VcpuId, id: IntId, multi: &mut bool) -> LrEntry {
+    fn load(&mut self, vcpu: VcpuId, id: IntId) -> LrEntry {
         let (grp0, grp1) = (self.enable_grp0, self.enable_grp1);
         let irq = self.irq_mut(vcpu, id).expect("candidates exist");
         let pending = irq.wants_delivery(grp0, grp1);
@@ -170,8 +168,10 @@ impl Vgic {
                 source = irq.sgi_sources.trailing_zeros() as u8;
                 irq.sgi_sources &= !(1 << source);
                 if irq.sgi_sources != 0 {
+                    // The next source is loaded after this one's EOI maintenance interrupt.
+                    // Not UIE: with this LR the only one valid, underflow would be signalled
+                    // at once and for ever, and the vCPU would never run (livelock).
                     eoi_maintenance = true;
-                    *multi = true;
                 }
             } else if irq.trigger == Trigger::Edge {
                 irq.pending_latch = false;
@@ -200,10 +200,14 @@ impl Vgic {
     /// from the hardware, `shadow.hcr` the ICH_HCR_EL2 value (for EOIcount).
     pub fn fold(&mut self, vcpu: VcpuId, shadow: &CpuIfShadow) {
         let fmt = self.lr_format();
+        // TDIR traps the ICC/ICV_DIR_EL1 system register: a GICv3 guest's DIR only.
+        let v3_guest = self.version == crate::platform::GicVersion::V3;
         let Some(c) = self.cpus.get_mut(vcpu) else {
             return;
         };
         c.running = false;
+        // Whether flush trapped DIR.
+        let dir_trapped = v3_guest && c.eoimode1 && !c.outside_active.is_empty();
         c.eoimode1 = shadow.eoimode1;
         let loaded: [Option<LrEntry>; MAX_LRS] = core::mem::replace(&mut c.lrs, [None; MAX_LRS]);
         for (n, entry) in loaded.iter().enumerate() {
@@ -211,11 +215,12 @@ impl Vgic {
             let state = fmt.state(shadow.lrs[n]);
             self.fold_one(vcpu, entry, state);
         }
-        // EOIcount is replayed as deactivations only with EOImode=0 (KVM: "EOIMode=0: use
-        // EOIcount to emulate deactivation"). With EOImode=1 an EOI is only a priority drop,
-        // yet the virtual interface may still count one that finds no LR (QEMU does); the
-        // deactivations come as DIRs, trapped (TDIR) while actives wait outside the LRs.
-        let eoicount = if shadow.eoimode1 {
+        // With EOImode=1 an EOI is only a priority drop, yet QEMU's GICv3 virtual interface
+        // still counts one that finds no LR in EOIcount. When DIR was trapped (TDIR), every
+        // deactivation of an interrupt outside the LRs arrived as a trapped DIR: EOIcount then
+        // holds only such EOIs and must not deactivate anything. Otherwise (EOImode=0, or
+        // GICv2, which cannot trap DIR) EOIcount counts deactivations and is replayed.
+        let eoicount = if shadow.eoimode1 && dir_trapped {
             0
         } else {
             (shadow.hcr >> hcr::EOICOUNT_SHIFT) & hcr::EOICOUNT_MASK

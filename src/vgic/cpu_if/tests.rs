@@ -210,7 +210,9 @@ fn eoicount_is_not_replayed_as_a_deactivation_with_eoimode1() {
         eoimode1: true,
         ..Default::default()
     };
+    g.fold(0, &sh); // the guest is in EOImode=1
     g.flush(0, &mut sh);
+    assert!(sh.hcr & hcr::TDIR != 0, "DIR is trapped");
     // The guest drops the priority of 43 (outside the LRs); the interface counts the EOI.
     sh.hcr |= 1 << hcr::EOICOUNT_SHIFT;
     g.fold(0, &sh);
@@ -221,6 +223,28 @@ fn eoicount_is_not_replayed_as_a_deactivation_with_eoimode1() {
         );
     }
     assert_eq!(g.cpu(0).unwrap().stats.eoicount_deactivations, 0);
+}
+
+/// GICv2 cannot trap GICV_DIR: with EOImode=1 a DIR of an interrupt outside the LRs is only
+/// seen as EOIcount, which must then be replayed.
+#[test]
+fn v2_eoicount_is_replayed_with_eoimode1_since_dir_is_not_trapped() {
+    let mut g = Vgic::new(&V2);
+    g.set_group_enables(true, true);
+    for i in 0..5 {
+        spi(&mut g, 40 + i, 0x10 * (i as u8 + 1));
+        g.set_active(0, IntId(40 + i), true);
+    }
+    let mut sh = CpuIfShadow {
+        eoimode1: true,
+        ..Default::default()
+    };
+    g.fold(0, &sh);
+    g.flush(0, &mut sh);
+    assert_eq!(sh.used, 4, "44 waits outside");
+    sh.hcr |= 1 << hcr::EOICOUNT_SHIFT;
+    g.fold(0, &sh);
+    assert!(!g.irq(0, IntId(44)).unwrap().active);
 }
 
 #[test]
@@ -545,7 +569,11 @@ fn v2_sgi_pending_from_several_sources_is_injected_one_source_at_a_time() {
     assert_eq!(lr & 0x3ff, 5);
     assert_eq!(lr >> 10 & 7, 1, "the lowest source first, in GICH_LR.CPUID");
     assert_eq!(lr >> 19 & 1, 1, "EOI maintenance: another source waits");
-    assert!(sh.hcr & hcr::UIE != 0);
+    assert_eq!(
+        sh.hcr & hcr::UIE,
+        0,
+        "no underflow interrupt: with one valid LR it would fire at once, for ever"
+    );
     // The guest takes it and completes it.
     sh.lrs[0] = (sh.lrs[0] & !(3 << 28)) | 2 << 28;
     sh.lrs[0] &= !(3 << 28);
@@ -556,6 +584,30 @@ fn v2_sgi_pending_from_several_sources_is_injected_one_source_at_a_time() {
         (lr & 0x3ff, lr >> 10 & 7, lr >> 19 & 1),
         (5, 2, 0),
         "then source 2, the last"
+    );
+}
+
+/// Found by the conformance guest (tests/guest, "sgi: the same SGI from two sources is
+/// delivered once per source", GICv2): a vCPU with one multi-source SGI in its LRs and UIE set
+/// took a maintenance interrupt on every entry and never ran again.
+#[test]
+fn v2_multi_source_sgi_alone_in_the_lrs_does_not_livelock_on_underflow() {
+    let mut g = Vgic::new(&V2);
+    g.set_group_enables(true, true);
+    g.send_sgi(1, 9, 0b0001, true);
+    g.send_sgi(2, 9, 0b0001, true);
+    let mut sh = CpuIfShadow::default();
+    for _ in 0..3 {
+        // Exits that change nothing (the guest has interrupts masked).
+        g.flush(0, &mut sh);
+        g.fold(0, &sh);
+    }
+    g.flush(0, &mut sh);
+    assert_eq!(sh.used, 1);
+    assert_eq!(
+        sh.hcr & (hcr::UIE | hcr::NPIE),
+        0,
+        "nothing asks for maintenance before the guest takes the SGI"
     );
 }
 
