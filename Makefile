@@ -68,7 +68,7 @@ debug: build
 	$(QEMU) run --gic $(GIC) --cpu $(CPU) --smp $(SMP) --mem 2G --gdb \
 		--initrd "$$(bash scripts/mk-default-bundle.sh $(BUNDLE))"
 
-test: test-host test-qemu
+test: test-host test-qemu guest-tests
 
 test-host: setup
 	cargo test --lib --target $(HOST)
