@@ -9,9 +9,11 @@
 #   make run-rpi4     boot a Linux VM on QEMU raspi4b (QEMU 10, fetched into the cache)
 #   make rpi4         write a Raspberry Pi 4 SD-card folder (out/rpi4)
 #   make debug        like run, QEMU waits for gdb and prints the command that attaches
-#   make test         host unit tests, then the QEMU boot tests
+#   make test         host unit tests, the QEMU boot tests, the guest tests (native vs exitless)
 #   make guest        build the GIC conformance/benchmark guest (tests/guest -> out/guest.bin)
 #   make guest-tests  run it natively and under exitless on GICv3 and GICv2, compare the two
+#   make bench        interrupt benchmarks, native vs exitless under -icount (docs/bench/);
+#                     BENCH_GIC=3,2 for both GICs (default 3); not part of make test
 #   make test-host    host unit tests only (cargo test on the pure core)
 #   make test-qemu    QEMU boot tests only
 #   make check        rustfmt, clippy -D warnings (host and bare-metal), layering rule
@@ -34,7 +36,7 @@ QEMU     := python3 scripts/qemu.py
 GUEST_ELF := target/guest/$(TARGET)/release/exitless-guest
 GUEST_BIN := $(OUT)/guest.bin
 
-.PHONY: all setup build bundle run run-rpi4 rpi4 debug test test-host test-qemu check fixtures clean guest guest-tests
+.PHONY: all setup build bundle run run-rpi4 rpi4 debug test test-host test-qemu check fixtures clean guest guest-tests bench
 .DEFAULT_GOAL := all
 
 all: build
@@ -87,6 +89,18 @@ guest: setup
 
 guest-tests: build guest
 	python3 scripts/guest-tests.py
+
+# The plot needs matplotlib: Debian's python3-matplotlib, installed here only (make test does
+# not need it), and used through Debian's own python3 (another python3 may come first in PATH).
+BENCH_GIC ?= 3
+BENCH_PY  := $(if $(wildcard /usr/bin/python3),/usr/bin/python3,python3)
+bench: build guest
+	@$(BENCH_PY) -c "import matplotlib" 2>/dev/null || { \
+		echo "bench: installing python3-matplotlib"; \
+		apt-get install -y -q --no-install-recommends python3-matplotlib >/dev/null || \
+		{ apt-get update -q >/dev/null && \
+		  apt-get install -y -q --no-install-recommends python3-matplotlib >/dev/null; }; }
+	$(BENCH_PY) scripts/bench.py --gic $(BENCH_GIC)
 
 check: setup
 	cargo fmt --check

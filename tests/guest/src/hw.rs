@@ -74,6 +74,14 @@ pub fn dsb() {
     unsafe { asm!("dsb sy", options(nostack)) };
 }
 
+/// Wait for event: on QEMU a yield to the other vCPUs (needed under -icount, where CPUs run
+/// round-robin and a spinning CPU would keep the others from running). WFE does not trap
+/// under exitless.
+pub fn wfe() {
+    // SAFETY: a hint.
+    unsafe { asm!("wfe", options(nostack)) };
+}
+
 /// Wait for interrupt.
 pub fn wfi() {
     // SAFETY: a hint.
@@ -130,6 +138,20 @@ pub fn wait_until(ticks: u64, mut f: impl FnMut() -> bool) -> bool {
             return f();
         }
         core::hint::spin_loop();
+    }
+}
+
+/// Like [`wait_until`], yielding (WFE) between polls: for waits on another CPU.
+pub fn wait_other(ticks: u64, mut f: impl FnMut() -> bool) -> bool {
+    let end = now() + ticks;
+    loop {
+        if f() {
+            return true;
+        }
+        if now() > end {
+            return f();
+        }
+        wfe();
     }
 }
 

@@ -390,7 +390,7 @@ pub fn run_on(c: usize, f: Job, arg: u64) -> Option<u64> {
     p.arg.store(arg, SeqCst);
     p.job.store(f as usize, SeqCst);
     gic().sgi(DOORBELL, Target::Cpus(1 << c));
-    if hw::wait_until(hw::us(5_000_000), || p.job.load(SeqCst) == 0) {
+    if hw::wait_other(hw::us(5_000_000), || p.job.load(SeqCst) == 0) {
         Some(p.result.load(SeqCst))
     } else {
         None
