@@ -107,6 +107,8 @@ check: setup
 	cargo clippy --lib --target $(HOST) -- -D warnings
 	cargo clippy --release --target $(TARGET) -- -D warnings
 	bash scripts/check-layering.sh
+	cd tests/guest && cargo fmt --check && RUSTFLAGS="-C force-frame-pointers=yes" \
+		CARGO_TARGET_DIR=$(CURDIR)/target/guest cargo clippy --release --target $(TARGET) -- -D warnings
 
 fixtures: setup
 	bash scripts/make-fixtures.sh
