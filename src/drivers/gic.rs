@@ -2,6 +2,8 @@
 //! initialises and asks for its facts.
 
 use spin::Once;
+use tock_registers::interfaces::{Readable, Writeable};
+use tock_registers::registers::ReadWrite;
 
 use super::gicv2::GicV2;
 use super::gicv3::GicV3;
@@ -64,6 +66,30 @@ impl Gic {
             Gic::V3(g) => g.facts(),
         }
     }
+}
+
+/// Writes byte `index` of a byte-per-interrupt register array (IPRIORITYR, ITARGETSR) with
+/// word accesses, keeping the other bytes.
+pub(super) fn set_byte_field(regs: &[ReadWrite<u32>], index: usize, value: u8) {
+    let Some(reg) = regs.get(index / 4) else {
+        return;
+    };
+    let shift = (index % 4) * 8;
+    reg.set((reg.get() & !(0xff << shift)) | (value as u32) << shift);
+}
+
+/// Sets interrupt `intid`'s trigger in an ICFGR array: level-sensitive (0) or edge (1) in the
+/// upper bit of its 2-bit field.
+pub(super) fn set_trigger(icfgr: &[ReadWrite<u32>], intid: usize, level: bool) {
+    let Some(cfg) = icfgr.get(intid / 16) else {
+        return;
+    };
+    let bit = 2 << ((intid % 16) * 2);
+    cfg.set(if level {
+        cfg.get() & !bit
+    } else {
+        cfg.get() | bit
+    });
 }
 
 /// How to reach a physical CPU with an SGI.

@@ -207,10 +207,7 @@ impl GicV2 {
     }
 
     fn set_priority(&self, intid: u32, priority: u8) {
-        let i = intid as usize;
-        let reg = &self.gicd.IPRIORITYR[i / 4];
-        let shift = (i % 4) * 8;
-        reg.set((reg.get() & !(0xff << shift)) | (priority as u32) << shift);
+        super::gic::set_byte_field(&self.gicd.IPRIORITYR, intid as usize, priority);
     }
 
     /// Enables SPI `intid` at `priority`, targeted at the CPU interfaces in `targets`.
@@ -220,16 +217,8 @@ impl GicV2 {
             return;
         }
         self.set_priority(intid, priority);
-        let t = &self.gicd.ITARGETSR[i / 4];
-        let shift = (i % 4) * 8;
-        t.set((t.get() & !(0xff << shift)) | (targets as u32) << shift);
-        let cfg = &self.gicd.ICFGR[i / 16];
-        let bit = 2 << ((i % 16) * 2);
-        cfg.set(if level {
-            cfg.get() & !bit
-        } else {
-            cfg.get() | bit
-        });
+        super::gic::set_byte_field(&self.gicd.ITARGETSR, i, targets);
+        super::gic::set_trigger(&self.gicd.ICFGR, i, level);
         self.gicd.ISENABLER[i / 32].set(1 << (i % 32));
     }
 

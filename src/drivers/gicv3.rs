@@ -431,9 +431,7 @@ impl GicV3 {
         let Some(sgi) = self.my_sgi_frame() else {
             return;
         };
-        let reg = &sgi.IPRIORITYR[(intid / 4) as usize];
-        let shift = (intid % 4) * 8;
-        reg.set((reg.get() & !(0xff << shift)) | (priority as u32) << shift);
+        super::gic::set_byte_field(&sgi.IPRIORITYR, intid as usize, priority);
         sgi.ISENABLER0.set(1 << intid);
     }
 
@@ -443,16 +441,8 @@ impl GicV3 {
         if !(32..self.irq_count()).contains(&i) {
             return;
         }
-        let reg = &self.gicd.IPRIORITYR[i / 4];
-        let shift = (i % 4) * 8;
-        reg.set((reg.get() & !(0xff << shift)) | (priority as u32) << shift);
-        let cfg = &self.gicd.ICFGR[i / 16];
-        let bit = 2 << ((i % 16) * 2);
-        cfg.set(if level {
-            cfg.get() & !bit
-        } else {
-            cfg.get() | bit
-        });
+        super::gic::set_byte_field(&self.gicd.IPRIORITYR, i, priority);
+        super::gic::set_trigger(&self.gicd.ICFGR, i, level);
         self.gicd.IROUTER[i - 32].set(mpidr & crate::platform::MPIDR_AFFINITY_MASK);
         self.gicd.ISENABLER[i / 32].set(1 << (i % 32));
     }

@@ -34,7 +34,13 @@ pub mod fields {
             /// Direct virtual LPI injection supported (GICv4).
             DVIS OFFSET(18) NUMBITS(1) [],
             /// Interrupt ID bits minus 1 (GICv3).
-            IDbits OFFSET(19) NUMBITS(5) []
+            IDbits OFFSET(19) NUMBITS(5) [],
+            /// Affinity level 3 supported (GICv3).
+            A3V OFFSET(24) NUMBITS(1) [],
+            /// 1 of N SPI routing NOT supported (GICv3).
+            No1N OFFSET(25) NUMBITS(1) [],
+            /// Range Selector supported for SGIs (GICv3).
+            RSS OFFSET(26) NUMBITS(1) []
         ],
         /// GICH_VTR (GICv2) and ICH_VTR_EL2 (GICv3): the virtual CPU interface's capabilities.
         pub VTR [

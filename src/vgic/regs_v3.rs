@@ -51,19 +51,6 @@ mod fields {
             E1NWF OFFSET(7) NUMBITS(1) [],
             RWP OFFSET(31) NUMBITS(1) []
         ],
-        /// GICD_TYPER (IHI 0069H 12.9.38).
-        pub GICD_TYPER [
-            ITLinesNumber OFFSET(0) NUMBITS(5) [],
-            CPUNumber OFFSET(5) NUMBITS(3) [],
-            SecurityExtn OFFSET(10) NUMBITS(1) [],
-            MBIS OFFSET(16) NUMBITS(1) [],
-            LPIS OFFSET(17) NUMBITS(1) [],
-            DVIS OFFSET(18) NUMBITS(1) [],
-            IDbits OFFSET(19) NUMBITS(5) [],
-            A3V OFFSET(24) NUMBITS(1) [],
-            No1N OFFSET(25) NUMBITS(1) [],
-            RSS OFFSET(26) NUMBITS(1) []
-        ],
         /// GICR_WAKER (IHI 0069H 12.11).
         pub GICR_WAKER [
             ProcessorSleep OFFSET(1) NUMBITS(1) [],
@@ -79,15 +66,6 @@ mod fields {
             Aff2 OFFSET(16) NUMBITS(8) [],
             IRM OFFSET(31) NUMBITS(1) [],
             Aff3 OFFSET(32) NUMBITS(8) []
-        ],
-        /// GICR_TYPER (IHI 0069H 12.11.37).
-        pub GICR_TYPER [
-            PLPIS OFFSET(0) NUMBITS(1) [],
-            VLPIS OFFSET(1) NUMBITS(1) [],
-            DirectLPI OFFSET(3) NUMBITS(1) [],
-            Last OFFSET(4) NUMBITS(1) [],
-            Processor_Number OFFSET(8) NUMBITS(16) [],
-            Affinity_Value OFFSET(32) NUMBITS(32) []
         ],
         /// GICR_PROPBASER (IHI 0069H 12.11).
         pub GICR_PROPBASER [
@@ -108,8 +86,8 @@ mod fields {
     }
 }
 
-use fields::{GICD_CTLR, GICD_IROUTER, GICD_TYPER, GICR_PENDBASER, GICR_PROPBASER};
-use fields::{GICR_TYPER, GICR_WAKER};
+use crate::gic::{GICD_TYPER, GICR_TYPER};
+use fields::{GICD_CTLR, GICD_IROUTER, GICR_PENDBASER, GICR_PROPBASER, GICR_WAKER};
 
 /// Size of one redistributor frame: RD_base and SGI_base, 64 KiB each.
 pub const GICR_FRAME_SIZE: u64 = 0x2_0000;
@@ -374,8 +352,7 @@ impl Vgic {
             + GICR_TYPER::DirectLPI::CLEAR
             + GICR_TYPER::Last.val(last.into())
             + GICR_TYPER::Processor_Number.val(owner as u64)
-            + GICR_TYPER::Affinity_Value
-                .val(u64::from(crate::gic::mpidr_to_gicr_affinity(cpu.affinity)));
+            + GICR_TYPER::Affinity.val(u64::from(crate::gic::mpidr_to_gicr_affinity(cpu.affinity)));
         extract_bytes(typer.value, reg_off, width)
     }
 
