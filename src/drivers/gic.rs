@@ -143,6 +143,33 @@ impl Gic {
         }
     }
 
+    /// Sets or clears the active state of a physical interrupt (SGIs and PPIs: the calling
+    /// CPU's).
+    pub fn set_active(&self, intid: u32, on: bool) {
+        match self {
+            Gic::V2(g) => g.set_active(intid, on),
+            Gic::V3(g) => g.set_active(intid, on),
+        }
+    }
+
+    /// Clears the pending state of a physical interrupt (SGIs and PPIs: the calling CPU's).
+    pub fn clear_pending(&self, intid: u32) {
+        match self {
+            Gic::V2(g) => g.clear_pending(intid),
+            Gic::V3(g) => g.clear_pending(intid),
+        }
+    }
+
+    /// Applies what the vGIC asked of a linked physical interrupt.
+    pub fn apply(&self, op: crate::vgic::PhysOp) {
+        use crate::vgic::PhysOp;
+        match op {
+            PhysOp::Deactivate(p) => self.deactivate(p),
+            PhysOp::Activate(p) => self.set_active(p, true),
+            PhysOp::ClearPending(p) => self.clear_pending(p),
+        }
+    }
+
     /// Sends SGI `sgi` to the physical CPU `target`.
     pub fn send_sgi(&self, target: CpuTarget, sgi: u32) {
         match self {

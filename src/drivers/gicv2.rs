@@ -194,6 +194,29 @@ impl GicV2 {
         self.gicc.DIR.set(intid);
     }
 
+    /// Sets (GICD_ISACTIVER) or clears (GICD_ICACTIVER) the active state of `intid` (SGIs
+    /// and PPIs: the running CPU's, the registers are banked).
+    pub fn set_active(&self, intid: u32, on: bool) {
+        if (intid as usize) < self.irq_count() {
+            let i = intid as usize / 32;
+            let bit = 1 << (intid % 32);
+            if on {
+                &self.gicd.ISACTIVER[i]
+            } else {
+                &self.gicd.ICACTIVER[i]
+            }
+            .set(bit);
+        }
+    }
+
+    /// Clears the pending state of `intid` (GICD_ICPENDR; banked for SGIs and PPIs). An
+    /// asserted level input stays pending.
+    pub fn clear_pending(&self, intid: u32) {
+        if (intid as usize) < self.irq_count() {
+            self.gicd.ICPENDR[intid as usize / 32].set(1 << (intid % 32));
+        }
+    }
+
     /// GICD_SGIR: SGI `sgi` to the CPU interfaces in `targets`.
     pub fn send_sgi(&self, targets: u8, sgi: u32) {
         // TargetListFilter 0 (use the list), CPUTargetList 23:16, SGIINTID 3:0.

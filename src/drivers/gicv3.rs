@@ -70,12 +70,16 @@ register_structs! {
         (0x0104 => _reserved2),
         (0x0180 => ICENABLER0: ReadWrite<u32>),
         (0x0184 => _reserved3),
+        (0x0200 => ISPENDR0: ReadWrite<u32>),
+        (0x0204 => _reserved4),
         (0x0280 => ICPENDR0: ReadWrite<u32>),
-        (0x0284 => _reserved4),
+        (0x0284 => _reserved5),
+        (0x0300 => ISACTIVER0: ReadWrite<u32>),
+        (0x0304 => _reserved6),
         (0x0380 => ICACTIVER0: ReadWrite<u32>),
-        (0x0384 => _reserved5),
+        (0x0384 => _reserved7),
         (0x0400 => IPRIORITYR: [ReadWrite<u32>; 8]),
-        (0x0420 => _reserved6),
+        (0x0420 => _reserved8),
         (0x0d00 => IGRPMODR0: ReadWrite<u32>),
         (0x0d04 => @END),
     }
@@ -433,6 +437,39 @@ impl GicV3 {
         };
         super::gic::set_byte_field(&sgi.IPRIORITYR, intid as usize, priority);
         sgi.ISENABLER0.set(1 << intid);
+    }
+
+    /// Sets (GICR_ISACTIVER0 / GICD_ISACTIVER) or clears (ICACTIVER) the active state of
+    /// `intid`: an SGI or PPI of the running CPU, or an SPI.
+    pub fn set_active(&self, intid: u32, on: bool) {
+        let bit = 1 << (intid % 32);
+        if intid < 32 {
+            let Some(sgi) = self.my_sgi_frame() else {
+                return;
+            };
+            if on { &sgi.ISACTIVER0 } else { &sgi.ICACTIVER0 }.set(bit);
+        } else if (intid as usize) < self.irq_count() {
+            let i = intid as usize / 32;
+            if on {
+                &self.gicd.ISACTIVER[i]
+            } else {
+                &self.gicd.ICACTIVER[i]
+            }
+            .set(bit);
+        }
+    }
+
+    /// Clears the pending state of `intid` (GICR_ICPENDR0 for the running CPU's SGIs and PPIs,
+    /// GICD_ICPENDR for SPIs). An asserted level input stays pending.
+    pub fn clear_pending(&self, intid: u32) {
+        let bit = 1 << (intid % 32);
+        if intid < 32 {
+            if let Some(sgi) = self.my_sgi_frame() {
+                sgi.ICPENDR0.set(bit);
+            }
+        } else if (intid as usize) < self.irq_count() {
+            self.gicd.ICPENDR[intid as usize / 32].set(bit);
+        }
     }
 
     /// Enables SPI `intid` at `priority`, routed to the CPU with affinity `mpidr`.

@@ -169,11 +169,12 @@ fn run_vcpu(cpu: usize, rt: &VmRuntime, v: usize, entry: u64, x0: u64) -> RunEnd
             let mut vgic = vm.vgic.lock();
             vgic.flush(v, &mut shadow);
             let kicks = vgic.take_kicks();
-            let deact = core::mem::take(&mut vgic.phys.deactivate);
+            // This vCPU's physical work: only its own CPU may do it (banked PPIs).
+            let ops = vgic.take_phys(v);
             drop(vgic);
             kick(cpu, vm, kicks);
-            for p in deact {
-                g.deactivate(p);
+            for op in ops {
+                g.apply(op);
             }
         }
         g.load_lrs(&shadow, lr_count, prev_used);
@@ -226,7 +227,14 @@ fn put(g: &gic::Gic, v: usize, vm: &Vm) {
     timer::host_event_stream();
     let mut vgic = vm.vgic.lock();
     vgic.reset_vcpu(v);
-    vgic.phys.deactivate.clear();
+    // The timers were deactivated above; queued work on passed-through SPIs still applies.
+    let ops = vgic.take_phys(v);
+    drop(vgic);
+    for op in ops {
+        if op.intid() >= 32 {
+            g.apply(op);
+        }
+    }
 }
 
 fn inject_undef(regs: &mut GuestRegs) {

@@ -30,7 +30,7 @@ use alloc::vec::Vec;
 
 use super::irq::{IntId, Trigger, VcpuId};
 use super::lr::{LrEntry, LrState, MAX_LRS};
-use super::{Vgic, VgicCpu};
+use super::{PhysOp, Vgic, VgicCpu};
 
 /// ICH_HCR_EL2 / GICH_HCR bits the scheduler uses (same positions in both).
 pub mod hcr {
@@ -306,7 +306,7 @@ impl Vgic {
             i.active_on = None;
         });
         if let Some(p) = phys {
-            self.phys.deactivate.push(p);
+            self.phys_op(vcpu, PhysOp::Deactivate(p));
         }
     }
 

@@ -23,6 +23,18 @@
 //! another CPU changes what a running vCPU should see, the model marks that vCPU in a kick set
 //! ([`Vgic::take_kicks`]); the hypervisor sends it a physical SGI, the vCPU exits, folds its
 //! list registers and flushes them again with the new state.
+//!
+//! ## Linked physical interrupts
+//!
+//! A virtual interrupt linked to a physical one (LR HW bit: the timers, passed-through SPIs)
+//! keeps the physical one active from injection until the guest deactivates the virtual one.
+//! When the model changes such an interrupt outside a list register (ISACTIVER/ICACTIVER,
+//! ISPENDR/ICPENDR, a trapped DIR, EOIcount replay, a timer line that dropped), the physical
+//! side must follow, or the physical interrupt stays active and never fires again (KVM
+//! `vgic_hw_irq_spending`/`_cpending`/`_change_active`). The model cannot touch hardware, so it
+//! queues [`PhysOp`]s **per vCPU**: SGIs and PPIs are banked per physical CPU, so an operation
+//! on vCPU n's timer PPI is only right on vCPU n's CPU; that vCPU takes its queue at its next
+//! flush ([`Vgic::take_phys`]) and is kicked if it is running.
 
 pub mod cpu_if;
 pub mod irq;
@@ -80,6 +92,8 @@ pub struct VgicCpu {
     pub propbaser: u64,
     /// GICR_PENDBASER.
     pub pendbaser: u64,
+    /// Work for the physical GIC, to be done on this vCPU's CPU.
+    phys: Vec<PhysOp>,
     /// Counters.
     pub stats: VgicCpuStats,
 }
@@ -95,11 +109,28 @@ pub struct VgicCpuStats {
     pub lr_loads: u64,
 }
 
-/// Physical-side work that the model asks the hypervisor to do.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PhysActions {
-    /// Physical interrupts to deactivate (their virtual twin was deactivated outside an LR).
-    pub deactivate: Vec<u32>,
+/// Physical-side work that the model asks the hypervisor to do to a linked physical interrupt
+/// (its INTID), on the CPU of the vCPU whose queue holds it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhysOp {
+    /// The virtual twin was deactivated outside a list register: deactivate (ICC_DIR_EL1 /
+    /// GICC_DIR), so that the physical interrupt can fire again.
+    Deactivate(u32),
+    /// The guest made the virtual twin active or pending (ISACTIVER, ISPENDR): make the
+    /// physical one active, so that it cannot fire meanwhile and the guest's deactivation of
+    /// the HW-linked list register has an active interrupt to deactivate.
+    Activate(u32),
+    /// The guest cleared the virtual twin's pending state (ICPENDR).
+    ClearPending(u32),
+}
+
+impl PhysOp {
+    /// The physical interrupt it acts on.
+    pub fn intid(self) -> u32 {
+        match self {
+            PhysOp::Deactivate(p) | PhysOp::Activate(p) | PhysOp::ClearPending(p) => p,
+        }
+    }
 }
 
 /// A VM's virtual GIC.
@@ -117,8 +148,6 @@ pub struct Vgic {
     pri_mask: u8,
     kicks: u64,
     lr_format: LrFormat,
-    /// Work for the physical GIC, collected by fold.
-    pub phys: PhysActions,
 }
 
 impl Vgic {
@@ -139,6 +168,7 @@ impl Vgic {
                 lpis_enabled: false,
                 propbaser: 0,
                 pendbaser: 0,
+                phys: Vec::new(),
                 stats: VgicCpuStats::default(),
             })
             .collect();
@@ -159,7 +189,6 @@ impl Vgic {
                 GicVersion::V2 => LrFormat::V2,
                 GicVersion::V3 => LrFormat::V3,
             },
-            phys: PhysActions::default(),
         }
     }
 
@@ -282,6 +311,25 @@ impl Vgic {
         true
     }
 
+    /// Queues `op` for vCPU `vcpu`'s CPU; kicks the vCPU if it is running, so that it exits
+    /// and does it at its next flush.
+    fn phys_op(&mut self, vcpu: VcpuId, op: PhysOp) {
+        if let Some(c) = self.cpus.get_mut(vcpu) {
+            c.phys.push(op);
+            if c.running {
+                self.kicks |= 1 << vcpu;
+            }
+        }
+    }
+
+    /// The physical work queued for vCPU `vcpu`, to be done on its CPU, and forgets it.
+    pub fn take_phys(&mut self, vcpu: VcpuId) -> Vec<PhysOp> {
+        self.cpus
+            .get_mut(vcpu)
+            .map(|c| core::mem::take(&mut c.phys))
+            .unwrap_or_default()
+    }
+
     /// vCPUs to kick (bit n = vCPU n), and forgets them.
     pub fn take_kicks(&mut self) -> u64 {
         core::mem::take(&mut self.kicks)
@@ -313,8 +361,16 @@ impl Vgic {
     }
 
     /// ISPENDR (true) / ICPENDR (false). Clearing does not lower an asserted level input.
+    ///
+    /// On a linked interrupt the physical side follows (see the module's "Linked physical
+    /// interrupts"): setting pending makes the physical interrupt active; clearing clears its
+    /// pending state and, unless the virtual interrupt is active, deactivates it, and a level
+    /// interrupt's virtual line drops until the physical line fires again.
     pub fn set_pending(&mut self, vcpu: VcpuId, id: IntId, on: bool) {
+        let mut ops = [None, None];
         self.update(vcpu, id, |i| {
+            // The physical interrupt is active from injection until the virtual one is done.
+            let phys_active = i.active || i.line_level || i.pending_latch;
             if i.resident.is_some() && !on {
                 i.pending_request = Some(false);
             }
@@ -322,20 +378,52 @@ impl Vgic {
             if !on {
                 i.sgi_sources = 0;
             }
+            if let Some(p) = i.hw {
+                if on {
+                    ops[0] = Some(PhysOp::Activate(p));
+                } else {
+                    ops[0] = Some(PhysOp::ClearPending(p));
+                    if phys_active && !i.active {
+                        ops[1] = Some(PhysOp::Deactivate(p));
+                        if i.trigger == Trigger::Level {
+                            i.line_level = false;
+                        }
+                    }
+                }
+            }
         });
+        for op in ops.into_iter().flatten() {
+            self.phys_op(vcpu, op);
+        }
     }
 
-    /// ISACTIVER (true) / ICACTIVER (false).
+    /// ISACTIVER (true) / ICACTIVER (false). On a linked interrupt the physical one is made
+    /// active or deactivated with it; a deactivated level interrupt's virtual line drops until
+    /// the physical line fires again.
     pub fn set_active(&mut self, vcpu: VcpuId, id: IntId, on: bool) {
+        let mut op = None;
         self.update(vcpu, id, |i| {
             if i.resident.is_some() {
                 i.active_request = Some(on);
+            }
+            if let Some(p) = i.hw {
+                if on {
+                    op = Some(PhysOp::Activate(p));
+                } else if i.active || (i.trigger == Trigger::Level && i.line_level) {
+                    op = Some(PhysOp::Deactivate(p));
+                    if i.trigger == Trigger::Level {
+                        i.line_level = false;
+                    }
+                }
             }
             i.active = on;
             if !on {
                 i.active_on = None;
             }
         });
+        if let Some(op) = op {
+            self.phys_op(vcpu, op);
+        }
     }
 
     /// IPRIORITYR (the unimplemented low bits read as zero).
@@ -413,7 +501,7 @@ impl Vgic {
             phys = i.hw;
         });
         if let Some(p) = phys {
-            self.phys.deactivate.push(p);
+            self.phys_op(vcpu, PhysOp::Deactivate(p));
         }
     }
 
@@ -452,7 +540,7 @@ impl Vgic {
             if irq.active
                 && let Some(p) = irq.hw
             {
-                self.phys.deactivate.push(p);
+                c.phys.push(PhysOp::Deactivate(p));
             }
             let hw = irq.hw;
             *irq = IrqState::reset(IntId(i as u32), v2);

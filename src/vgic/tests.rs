@@ -1,6 +1,7 @@
 //! Tests of the per-interrupt operations shared by the register tables.
 
 use super::*;
+use crate::vgic::cpu_if::CpuIfShadow;
 
 const V3: VgicConfig = VgicConfig {
     version: GicVersion::V3,
@@ -79,5 +80,138 @@ fn reset_vcpu_clears_private_state_and_returns_active_linked_interrupts() {
     g.reset_vcpu(1);
     let irq = g.irq(1, IntId(27)).unwrap();
     assert!(!irq.enabled && !irq.active && !irq.is_pending());
-    assert_eq!(g.phys.deactivate, [27]);
+    assert_eq!(
+        g.take_phys(1),
+        [PhysOp::Activate(27), PhysOp::Deactivate(27)]
+    );
+}
+
+// --- Linked (HW) interrupts: the physical side follows the guest's register writes, on the
+// --- CPU of the vCPU that owns the interrupt (KVM vgic_hw_irq_spending/_cpending/_change_active).
+
+/// The guest acknowledges the interrupt in ICH_LR<n> (State: pending -> active).
+fn guest_acks(sh: &mut CpuIfShadow, n: usize) {
+    sh.lrs[n] = (sh.lrs[n] & !(3 << 62)) | 1 << 63;
+}
+
+/// A linked timer PPI of vCPU `v`, injected (physical active) and not yet taken.
+fn linked_timer(v: VcpuId) -> Vgic {
+    let mut g = Vgic::new(&V3);
+    g.set_group_enables(false, true);
+    g.set_group1(v, IntId(27), true);
+    g.set_enabled(v, IntId(27), true);
+    g.inject_hw(v, IntId(27), 27);
+    g
+}
+
+/// Found by the conformance guest under load: with one VM-wide queue, vCPU 2's flush took the
+/// deactivation of vCPU 0's timer PPI and did it on its own CPU, and vCPU 0's timer never
+/// fired again.
+#[test]
+fn physical_work_on_a_banked_ppi_is_queued_for_its_own_vcpu() {
+    let mut g = linked_timer(1);
+    g.resample_hw_level(1, IntId(27), false);
+    assert!(g.take_phys(0).is_empty() && g.take_phys(2).is_empty());
+    assert_eq!(g.take_phys(1), [PhysOp::Deactivate(27)]);
+    assert!(g.take_phys(1).is_empty(), "taken once");
+}
+
+#[test]
+fn icactiver_of_an_active_linked_interrupt_deactivates_the_physical_one() {
+    let mut g = linked_timer(0);
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
+    assert_eq!(sh.used, 1);
+    guest_acks(&mut sh, 0);
+    g.fold(0, &sh);
+    assert!(g.irq(0, IntId(27)).unwrap().active);
+    assert!(g.take_phys(0).is_empty());
+    g.set_active(0, IntId(27), false);
+    let irq = g.irq(0, IntId(27)).unwrap();
+    assert!(
+        !irq.active && !irq.is_pending(),
+        "the line is sampled again by the hardware"
+    );
+    assert_eq!(g.take_phys(0), [PhysOp::Deactivate(27)]);
+}
+
+#[test]
+fn icactiver_of_a_pending_linked_level_interrupt_resamples_the_physical_line() {
+    let mut g = linked_timer(0);
+    g.set_active(0, IntId(27), false);
+    assert!(!g.irq(0, IntId(27)).unwrap().is_pending());
+    assert_eq!(g.take_phys(0), [PhysOp::Deactivate(27)]);
+}
+
+#[test]
+fn icactiver_of_an_idle_linked_interrupt_does_nothing_physical() {
+    let mut g = Vgic::new(&V3);
+    g.inject_hw(0, IntId(27), 27);
+    g.resample_hw_level(0, IntId(27), false);
+    g.take_phys(0);
+    g.set_active(0, IntId(27), false);
+    assert!(g.take_phys(0).is_empty());
+}
+
+#[test]
+fn icpendr_of_a_pending_linked_interrupt_clears_and_deactivates_the_physical_one() {
+    let mut g = linked_timer(0);
+    g.set_pending(0, IntId(27), false);
+    assert!(!g.irq(0, IntId(27)).unwrap().is_pending());
+    assert_eq!(
+        g.take_phys(0),
+        [PhysOp::ClearPending(27), PhysOp::Deactivate(27)]
+    );
+}
+
+#[test]
+fn icpendr_of_an_active_linked_interrupt_leaves_the_physical_one_active() {
+    let mut g = linked_timer(0);
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
+    assert_eq!(sh.used, 1);
+    guest_acks(&mut sh, 0);
+    g.fold(0, &sh);
+    g.set_pending(0, IntId(27), false);
+    assert!(g.irq(0, IntId(27)).unwrap().active);
+    assert_eq!(
+        g.take_phys(0),
+        [PhysOp::ClearPending(27)],
+        "the guest's deactivation through the HW bit ends it"
+    );
+}
+
+#[test]
+fn ispendr_and_isactiver_of_a_linked_interrupt_make_the_physical_one_active() {
+    let mut g = Vgic::new(&V3);
+    g.inject_hw(0, IntId(27), 27);
+    g.resample_hw_level(0, IntId(27), false);
+    g.take_phys(0);
+    g.set_pending(0, IntId(27), true);
+    assert!(g.irq(0, IntId(27)).unwrap().is_pending());
+    assert_eq!(g.take_phys(0), [PhysOp::Activate(27)]);
+    g.set_active(0, IntId(27), true);
+    assert_eq!(g.take_phys(0), [PhysOp::Activate(27)]);
+}
+
+#[test]
+fn unlinked_interrupts_ask_nothing_physical() {
+    let mut g = Vgic::new(&V3);
+    for on in [true, false] {
+        g.set_pending(0, IntId(27), on);
+        g.set_active(0, IntId(27), on);
+    }
+    assert!(g.take_phys(0).is_empty());
+}
+
+#[test]
+fn physical_work_for_a_running_vcpu_kicks_it() {
+    let mut g = linked_timer(1);
+    let mut sh = CpuIfShadow::default();
+    g.flush(1, &mut sh);
+    g.take_kicks();
+    // vCPU 0 writes vCPU 1's redistributor while vCPU 1 runs with the timer in an LR.
+    g.set_pending(1, IntId(27), false);
+    assert_ne!(g.take_kicks() & 0b10, 0);
+    assert_eq!(g.take_phys(1).first(), Some(&PhysOp::ClearPending(27)));
 }

@@ -321,7 +321,7 @@ fn hw_level_interrupt_is_linked_and_completed_in_hardware() {
         "the physical line re-fires if still asserted"
     );
     assert!(
-        g.phys.deactivate.is_empty(),
+        g.take_phys(0).is_empty(),
         "the guest's EOI deactivated the physical interrupt"
     );
 }
@@ -337,13 +337,10 @@ fn hw_level_interrupt_whose_line_dropped_before_it_was_taken_is_withdrawn() {
     g.inject_hw(0, IntId(27), 27);
     assert!(g.irq(0, IntId(27)).unwrap().is_pending());
     g.resample_hw_level(0, IntId(27), true);
-    assert!(
-        g.phys.deactivate.is_empty(),
-        "still asserted: nothing changes"
-    );
+    assert!(g.take_phys(0).is_empty(), "still asserted: nothing changes");
     g.resample_hw_level(0, IntId(27), false);
     assert!(!g.irq(0, IntId(27)).unwrap().is_pending());
-    assert_eq!(g.phys.deactivate, [27]);
+    assert_eq!(g.take_phys(0), [PhysOp::Deactivate(27)]);
 
     // Enabled and loaded, still pending in its LR at the exit: withdrawn from the next flush.
     let mut g = vgic();
@@ -357,7 +354,7 @@ fn hw_level_interrupt_whose_line_dropped_before_it_was_taken_is_withdrawn() {
     g.resample_hw_level(0, IntId(27), false);
     g.flush(0, &mut sh);
     assert_eq!(sh.used, 0, "not offered to the guest again");
-    assert_eq!(g.phys.deactivate, [27]);
+    assert_eq!(g.take_phys(0), [PhysOp::Deactivate(27)]);
 }
 
 #[test]
@@ -373,7 +370,7 @@ fn hw_level_interrupt_taken_by_the_guest_is_left_to_its_eoi() {
     g.resample_hw_level(0, IntId(27), false);
     assert!(g.irq(0, IntId(27)).unwrap().active);
     assert!(
-        g.phys.deactivate.is_empty(),
+        g.take_phys(0).is_empty(),
         "the guest's EOI deactivates it through the HW bit"
     );
 }
