@@ -12,7 +12,8 @@ pub const MAX_CPUS: usize = 8;
 pub enum GicDesc {
     /// GICv2: distributor and CPU interface.
     V2 { gicd: usize, gicc: usize },
-    /// GICv3: distributor, first redistributor region (base, size) and frame stride.
+    /// GICv3: distributor, first redistributor region (base, size) and frame stride (0: none
+    /// given, each frame's own size: 128 KiB, or 256 KiB with GICR_TYPER.VLPIS, GICv4).
     V3 {
         gicd: usize,
         gicr: usize,
@@ -53,7 +54,7 @@ pub fn parse(addr: usize) -> Result<Platform, &'static str> {
         let stride = n
             .property("redistributor-stride")
             .and_then(|p| p.as_usize())
-            .unwrap_or(0x20000);
+            .unwrap_or(0);
         GicDesc::V3 {
             gicd: d.starting_address as usize,
             gicr: r.starting_address as usize,

@@ -111,8 +111,14 @@ impl Gic {
             } => {
                 g.gicd = gicd;
                 let mut off = 0;
-                while off + stride <= gicr_size.max(stride) {
+                loop {
                     let typer = read64(gicr + off + GICR_TYPER);
+                    // GICv4 frames add VLPI_base and a reserved frame (GICR_TYPER.VLPIS).
+                    let frame = match stride {
+                        0 if typer & (1 << 1) != 0 => 0x40000,
+                        0 => 0x20000,
+                        s => s,
+                    };
                     let aff = typer >> 32;
                     for c in 0..p.cpu_count {
                         let m = p.mpidr[c];
@@ -122,8 +128,8 @@ impl Gic {
                         }
                     }
                     g.frames += 1;
-                    off += stride;
-                    if typer & (1 << 4) != 0 {
+                    off += frame;
+                    if typer & (1 << 4) != 0 || off + frame > gicr_size.max(frame) {
                         break;
                     }
                 }

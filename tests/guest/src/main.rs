@@ -40,11 +40,47 @@ global_asm!(
     mov sp, x1
 .endm
 
+// Started at EL2 (QEMU virt with virtualization=on, which gic-version=4 requires): become a
+// plain EL1 program. EL1 is AArch64, nothing is trapped or routed to EL2 (HCR_EL2.IMO/FMO = 0,
+// no stage 2), EL1 reaches the counters, timers, FP/SIMD and (if implemented) the GICv3
+// system registers. Uses x9 only.
+.macro LEAVE_EL2
+    mrs x9, CurrentEL
+    cmp x9, #(2 << 2)
+    b.ne 9f
+    mov x9, #(1 << 31)
+    msr hcr_el2, x9
+    mrs x9, id_aa64pfr0_el1
+    ubfx x9, x9, #24, #4
+    cbz x9, 8f
+    mrs x9, icc_sre_el2
+    orr x9, x9, #0x1
+    orr x9, x9, #0x8
+    msr icc_sre_el2, x9
+    isb
+8:  mov x9, #0x3
+    msr cnthctl_el2, x9
+    msr cntvoff_el2, xzr
+    mov x9, #0x33ff
+    msr cptr_el2, x9
+    msr mdcr_el2, xzr
+    adrp x9, el2_vectors
+    add x9, x9, :lo12:el2_vectors
+    msr vbar_el2, x9
+    mov x9, #0x3c5
+    msr spsr_el2, x9
+    adr x9, 9f
+    msr elr_el2, x9
+    eret
+9:
+.endm
+
 .section .text.boot, "ax"
 .global _start
 _start:
     msr daifset, #0xf
     mov x19, x0
+    LEAVE_EL2
     adrp x1, __bss_start
     add x1, x1, :lo12:__bss_start
     adrp x2, __bss_end
@@ -69,6 +105,7 @@ _start:
 secondary_entry:
     msr daifset, #0xf
     mov x19, x0
+    LEAVE_EL2
     STACK x19
     adrp x1, vectors
     add x1, x1, :lo12:vectors
@@ -127,6 +164,23 @@ vectors:
     VECTOR 0x31
     VECTOR 0x32
     VECTOR 0x33
+
+// EL2, after LEAVE_EL2: nothing is routed here, but an HVC from EL1 would arrive (the
+// guest uses the DTB's conduit, SMC in that case). Any synchronous exception from EL1 answers
+// SMCCC NOT_SUPPORTED (x0 = -1) and returns after the instruction; anything else stops here.
+.balign 2048
+el2_vectors:
+    .rept 8
+    .balign 0x80
+    b .
+    .endr
+    .balign 0x80
+    mov x0, #-1
+    eret
+    .rept 7
+    .balign 0x80
+    b .
+    .endr
 
 exception_return:
     ldr x1, [sp, #256]

@@ -11,7 +11,7 @@ use core::sync::atomic::Ordering::SeqCst;
 
 use super::{R_HVC, R_IRQ, R_MMIO, R_SYSREG, SPI, exit_delta, exits, pos, show_exits, virt};
 use crate::gic::{self, Target, Version};
-use crate::hw::{self, msr};
+use crate::hw::{self, mrs, msr};
 use crate::rt::{self, CPUS, gic, platform};
 use crate::tap::{Case, Only, Outcome};
 use crate::{diag, ensure};
@@ -236,6 +236,20 @@ fn timer() -> Outcome {
         &d,
     );
     let n = CPUS[0].count.load(SeqCst) as i64;
+    if !(ok && n == 10) {
+        diag!(
+            "now {:#x} cval {:#x} ctl {:#x}; 27 enabled {} pending {} active {}; rpr {:#x} hppir {:#x} pmr {:#x}",
+            hw::now(),
+            mrs!("cntv_cval_el0"),
+            mrs!("cntv_ctl_el0"),
+            g.is_enabled(0, vt),
+            g.is_pending(0, vt),
+            g.is_active(0, vt),
+            g.rpr(),
+            g.hppir(),
+            g.pmr()
+        );
+    }
     ensure!(ok && n == 10, "fired {n} times");
     // Writing CNTV_CVAL/CTL to arm the first one is part of the measurement: no exit either.
     for i in 0..11 {

@@ -120,15 +120,24 @@ pub fn rearm_setup(period: u64, limit: u32) {
     rt::set_hook(0, Some(rearm_hook));
 }
 
-/// Re-arms the timer `PERIOD` after its CVAL until `LIMIT` interrupts, then disables it.
+/// Re-arms the timer `PERIOD` after its CVAL (or after now, if the handler ran so late that
+/// this is already past) until `LIMIT` interrupts, then disables it.
+///
+/// The new CVAL is always in the future, so the timer line drops before the EOI. QEMU's GICv2
+/// model needs that under a hypervisor: when a guest's EOI deactivates a linked physical
+/// interrupt (LR HW bit) whose line is still asserted, it updates only the virtual CPU
+/// interface, so the physical interrupt stays pending unsignalled until the next event that
+/// makes QEMU re-evaluate the physical GIC (a real GIC-400 signals it). On a loaded machine a
+/// handler entered more than a period late used to hit that and stall the timer.
 pub fn rearm_hook(_: u32) -> bool {
     let n = FIRED.fetch_add(1, SeqCst) + 1;
-    let cval = mrs!("cntv_cval_el0");
+    let period = PERIOD.load(SeqCst);
+    let next = (mrs!("cntv_cval_el0") + period).max(hw::now() + period);
     if (n as usize) < CVALS.len() {
-        CVALS[n as usize].store(cval + PERIOD.load(SeqCst), SeqCst);
+        CVALS[n as usize].store(next, SeqCst);
     }
     if n < LIMIT.load(SeqCst) {
-        msr!("cntv_cval_el0", cval + PERIOD.load(SeqCst));
+        msr!("cntv_cval_el0", next);
     } else {
         msr!("cntv_ctl_el0", 0);
     }
