@@ -11,9 +11,10 @@
 #   make debug        like run, QEMU waits for gdb and prints the command that attaches
 #   make test         host unit tests, the QEMU boot tests, the guest tests (native vs exitless)
 #   make guest        build the GIC conformance/benchmark guest (tests/guest -> out/guest.bin)
-#   make guest-tests  run it natively and under exitless on GICv3 and GICv2, compare the two
+#   make guest-tests  run it natively and under exitless on GICv3, GICv2 and a GICv4 host,
+#                     compare the two
 #   make bench        interrupt benchmarks, native vs exitless under -icount (docs/bench/);
-#                     BENCH_GIC=3,2 for both GICs (default 3); not part of make test
+#                     BENCH_GIC=3,2,4 for every GIC (default 3); not part of make test
 #   make test-host    host unit tests only (cargo test on the pure core)
 #   make test-qemu    QEMU boot tests only
 #   make check        rustfmt, clippy -D warnings (host and bare-metal), layering rule
