@@ -160,13 +160,27 @@ impl Gic {
         }
     }
 
-    /// Applies what the vGIC asked of a linked physical interrupt.
-    pub fn apply(&self, op: crate::vgic::PhysOp) {
+    /// Applies what the vGIC asked of a linked physical interrupt; `route` is the CPU that
+    /// a [`PhysOp::Route`](crate::vgic::PhysOp::Route) names (None: leave the route).
+    pub fn apply(&self, op: crate::vgic::PhysOp, route: Option<CpuTarget>) {
         use crate::vgic::PhysOp;
         match op {
             PhysOp::Deactivate(p) => self.deactivate(p),
             PhysOp::Activate(p) => self.set_active(p, true),
             PhysOp::ClearPending(p) => self.clear_pending(p),
+            PhysOp::Route(p, _) => {
+                if let Some(t) = route {
+                    self.route_spi(p, t);
+                }
+            }
+        }
+    }
+
+    /// Routes SPI `intid` to the physical CPU `target`.
+    pub fn route_spi(&self, intid: u32, target: CpuTarget) {
+        match self {
+            Gic::V2(g) => g.route_spi(intid, target.v2_mask),
+            Gic::V3(g) => g.route_spi(intid, target.mpidr),
         }
     }
 

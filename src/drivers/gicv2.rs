@@ -245,6 +245,14 @@ impl GicV2 {
         self.gicd.ISENABLER[i / 32].set(1 << (i % 32));
     }
 
+    /// Routes SPI `intid` to the CPU interfaces in `targets` (GICD_ITARGETSR).
+    pub fn route_spi(&self, intid: u32, targets: u8) {
+        let i = intid as usize;
+        if (32..self.irq_count()).contains(&i) {
+            super::gic::set_byte_field(&self.gicd.ITARGETSR, i, targets);
+        }
+    }
+
     /// Writes the list registers and GICH_HCR from `shadow` (zeros in LRs used before).
     pub fn load_lrs(&self, shadow: &crate::vgic::cpu_if::CpuIfShadow, previously_used: usize) {
         for n in 0..shadow.lrs.len().min(self.gich.LR.len()) {

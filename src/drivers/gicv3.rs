@@ -472,6 +472,14 @@ impl GicV3 {
         }
     }
 
+    /// Routes SPI `intid` to the CPU with affinity `mpidr` (GICD_IROUTER, IRM = 0).
+    pub fn route_spi(&self, intid: u32, mpidr: u64) {
+        let i = intid as usize;
+        if (32..self.irq_count()).contains(&i) {
+            self.gicd.IROUTER[i - 32].set(mpidr & crate::platform::MPIDR_AFFINITY_MASK);
+        }
+    }
+
     /// Enables SPI `intid` at `priority`, routed to the CPU with affinity `mpidr`.
     pub fn enable_spi(&self, intid: u32, priority: u8, mpidr: u64, level: bool) {
         let i = intid as usize;

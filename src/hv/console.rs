@@ -207,11 +207,12 @@ pub fn print_counters(rt: &VmRuntime) {
     let _ = writeln!(
         out,
         "interrupts injected: SGI {} (sends), timer PPI {} (linked, HW bit), UART SPI {}, \
-         passthrough SPI {}; guest aborts {}",
+         passthrough SPI {} ({} taken on another vCPU's CPU); guest aborts {}",
         inj[0],
         inj[1],
         inj[2],
         inj[3],
+        vm.stats.passthrough_remote.load(Ordering::Relaxed),
         vm.stats.aborts.load(Ordering::Relaxed)
     );
     let gicc_exits = mmio

@@ -65,9 +65,19 @@ fn forward_passthrough(cpu: usize, id: u32) -> bool {
     };
     let mut vgic = rt.vm.vgic.lock();
     vgic.inject_hw(0, IntId(id), id);
+    let target = vgic.target(0, IntId(id));
     let kicks = vgic.take_kicks();
     drop(vgic);
     rt.vm.stats.inject(InjectKind::PassthroughSpi);
+    if target
+        .and_then(|t| rt.vm.vcpus.get(t))
+        .is_some_and(|s| s.pcpu != cpu)
+    {
+        rt.vm
+            .stats
+            .passthrough_remote
+            .fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+    }
     super::run::kick(cpu, &rt.vm, kicks);
     true
 }

@@ -23,6 +23,7 @@ use crate::vcpu::exit::{self, ExitKind};
 use crate::vcpu::inject::{self, El1Exception};
 use crate::vcpu::psci::PowerState;
 use crate::vcpu::regs::{ExitInfo, GuestRegs, reset_state};
+use crate::vgic::PhysOp;
 use crate::vgic::cpu_if::CpuIfShadow;
 use crate::vgic::irq::IntId;
 use crate::vm::machine::{ExitHw, Outcome, Vm, VmState};
@@ -174,7 +175,7 @@ fn run_vcpu(cpu: usize, rt: &VmRuntime, v: usize, entry: u64, x0: u64) -> RunEnd
             drop(vgic);
             kick(cpu, vm, kicks);
             for op in ops {
-                g.apply(op);
+                apply_phys(g, vm, op);
             }
         }
         g.load_lrs(&shadow, lr_count, prev_used);
@@ -232,9 +233,23 @@ fn put(g: &gic::Gic, v: usize, vm: &Vm) {
     drop(vgic);
     for op in ops {
         if op.intid() >= 32 {
-            g.apply(op);
+            apply_phys(g, vm, op);
         }
     }
+}
+
+/// Does what the vGIC asked of a linked physical interrupt (a route names a vCPU: its CPU).
+fn apply_phys(g: &gic::Gic, vm: &Vm, op: PhysOp) {
+    let route = match op {
+        PhysOp::Route(_, v) => vm
+            .vcpus
+            .get(v)
+            .and_then(|slot| PCPUS.get(slot.pcpu))
+            .and_then(|p| p.target.get())
+            .copied(),
+        _ => None,
+    };
+    g.apply(op, route);
 }
 
 fn inject_undef(regs: &mut GuestRegs) {

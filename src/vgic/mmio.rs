@@ -448,7 +448,7 @@ impl Vgic {
             // GICD_IIDR/GICR_IIDR: read-only implementer and product.
             RegKind::Iidr => u64::from(iidr()),
             RegKind::Field(field) => self.irq_fields(ctx, d, width, field, write),
-            RegKind::Router => self.gicd_irouter(d, width, write),
+            RegKind::Router => self.gicd_irouter(ctx.accessor, d, width, write),
             RegKind::GicdCtlrV3 => self.gicd_ctlr_v3(write),
             RegKind::GicdTyperV3 => self.gicd_typer_v3(),
             RegKind::GicrTyper => self.gicr_typer(ctx.owner, reg_off, width),
@@ -576,7 +576,7 @@ impl Vgic {
             // ITARGETSR0-7 are read-only.
             IrqField::Targets if id.is_spi() => {
                 let mask = (v & width_mask(1)) as u8 & self.v2_cpu_interfaces();
-                self.set_route(id, Route::Targets(mask));
+                self.set_route(vcpu, id, Route::Targets(mask));
             }
             _ => {}
         }

@@ -122,13 +122,20 @@ pub enum PhysOp {
     Activate(u32),
     /// The guest cleared the virtual twin's pending state (ICPENDR).
     ClearPending(u32),
+    /// The guest routed the virtual twin, an SPI, to this vCPU (GICD_IROUTER, ITARGETSR):
+    /// route the physical SPI to that vCPU's CPU, so that it is taken where it is wanted and
+    /// needs no kick (Xen `vgic_migrate_irq`, Bao). Any CPU may do it.
+    Route(u32, VcpuId),
 }
 
 impl PhysOp {
     /// The physical interrupt it acts on.
     pub fn intid(self) -> u32 {
         match self {
-            PhysOp::Deactivate(p) | PhysOp::Activate(p) | PhysOp::ClearPending(p) => p,
+            PhysOp::Deactivate(p)
+            | PhysOp::Activate(p)
+            | PhysOp::ClearPending(p)
+            | PhysOp::Route(p, _) => p,
         }
     }
 }
@@ -444,10 +451,40 @@ impl Vgic {
         self.update(vcpu, id, |i| i.group1 = g1);
     }
 
-    /// IROUTER / ITARGETSR of an SPI.
-    pub fn set_route(&mut self, id: IntId, route: Route) {
-        if id.is_spi() {
-            self.update(0, id, |i| i.route = route);
+    /// IROUTER / ITARGETSR of an SPI, written by vCPU `vcpu`. A linked SPI's physical twin
+    /// follows to the CPU of the vCPU it is now routed to (the one the model would deliver it
+    /// to: the affinity's vCPU, vCPU 0 for IRM = 1, the lowest target of a GICv2 target list).
+    /// A route to no vCPU leaves the physical route alone: nothing is delivered anyway.
+    pub fn set_route(&mut self, vcpu: VcpuId, id: IntId, route: Route) {
+        if !id.is_spi() {
+            return;
+        }
+        self.update(vcpu, id, |i| i.route = route);
+        let Some(phys) = self.irq(vcpu, id).and_then(|i| i.hw) else {
+            return;
+        };
+        let dest = match route {
+            Route::Affinity(aff) => self.vcpu_of_affinity(aff),
+            Route::Any(_) => Some(0),
+            Route::Targets(_) if self.cpus.len() == 1 => Some(0),
+            Route::Targets(mask) => {
+                let mask = mask as u32 & ((1u32 << self.cpus.len().min(8)) - 1);
+                (mask != 0).then(|| mask.trailing_zeros() as VcpuId)
+            }
+        };
+        if let Some(d) = dest {
+            self.phys_op(vcpu, PhysOp::Route(phys, d));
+        }
+    }
+
+    /// Links SPI `id` to physical SPI `phys` from the start (a passed-through device's
+    /// interrupt): the model then keeps the physical one's state and route in step with the
+    /// guest's writes even before it first fires.
+    pub fn link_spi(&mut self, id: IntId, phys: u32) {
+        if id.is_spi()
+            && let Some(i) = self.irq_mut(0, id)
+        {
+            i.hw = Some(phys);
         }
     }
 

@@ -311,9 +311,15 @@ impl Vgic {
 
     /// `GICD_IROUTER<n>` (n >= 32): "IRM, bit [31]: 0 = routed to the PE specified by
     /// a.b.c.d, 1 = routed to any participating PE"; with IRM = 0, Aff3 (39:32) and
-    /// Aff2..Aff0 (23:0) read back as written, with IRM = 0 or 1; RES0 bits are masked. A 32-bit access reads or writes one half
-    /// and keeps the other.
-    pub(super) fn gicd_irouter(&mut self, d: Decoded, width: u8, write: Option<u64>) -> u64 {
+    /// Aff2..Aff0 (23:0) read back as written, with IRM = 0 or 1; RES0 bits are masked. A
+    /// 32-bit access reads or writes one half and keeps the other. `accessor` writes it.
+    pub(super) fn gicd_irouter(
+        &mut self,
+        accessor: VcpuId,
+        d: Decoded,
+        width: u8,
+        write: Option<u64>,
+    ) -> u64 {
         let id = IntId(d.region.intid_at(d.offset));
         let byte = d.offset % size_of::<u64>() as u32;
         let Some(irq) = self.irq(0, id) else {
@@ -333,7 +339,7 @@ impl Vgic {
         } else {
             Route::Affinity(new & IROUTER_AFFINITY)
         };
-        self.set_route(id, route);
+        self.set_route(accessor, id, route);
         0
     }
 

@@ -215,3 +215,69 @@ fn physical_work_for_a_running_vcpu_kicks_it() {
     assert_ne!(g.take_kicks() & 0b10, 0);
     assert_eq!(g.take_phys(1).first(), Some(&PhysOp::ClearPending(27)));
 }
+
+// --- Linked SPIs follow the guest's routing (GICD_IROUTER / ITARGETSR) to the target vCPU's
+// --- CPU, so a passed-through interrupt is taken where the guest wants it, with no kick.
+
+fn linked_spi(version: GicVersion) -> Vgic {
+    let mut g = Vgic::new(&VgicConfig { version, ..V3 });
+    g.link_spi(IntId(40), 40);
+    g
+}
+
+#[test]
+fn irouter_of_a_linked_spi_routes_the_physical_spi_to_that_vcpus_cpu() {
+    let mut g = linked_spi(GicVersion::V3);
+    g.set_route(0, IntId(40), Route::Affinity(2));
+    assert_eq!(
+        g.take_phys(0),
+        [PhysOp::Route(40, 2)],
+        "queued for the writer"
+    );
+    assert!(g.take_phys(2).is_empty());
+}
+
+#[test]
+fn irouter_irm_any_routes_the_physical_spi_to_vcpu0() {
+    let mut g = linked_spi(GicVersion::V3);
+    g.set_route(1, IntId(40), Route::Any(3));
+    assert_eq!(g.take_phys(1), [PhysOp::Route(40, 0)]);
+}
+
+#[test]
+fn irouter_to_an_affinity_with_no_vcpu_leaves_the_physical_route() {
+    let mut g = linked_spi(GicVersion::V3);
+    g.set_route(0, IntId(40), Route::Affinity(0x100));
+    assert!(g.take_phys(0).is_empty());
+}
+
+#[test]
+fn itargetsr_of_a_linked_spi_routes_to_the_lowest_targeted_vcpu() {
+    let mut g = linked_spi(GicVersion::V2);
+    g.set_route(0, IntId(40), Route::Targets(0b1100));
+    assert_eq!(g.take_phys(0), [PhysOp::Route(40, 2)]);
+    g.set_route(0, IntId(40), Route::Targets(0));
+    assert!(
+        g.take_phys(0).is_empty(),
+        "no target: nothing to deliver, route left"
+    );
+    g.set_route(0, IntId(40), Route::Targets(0b1000_0000));
+    assert!(
+        g.take_phys(0).is_empty(),
+        "CPU interface 7 does not exist in a 4-vCPU VM"
+    );
+}
+
+#[test]
+fn routing_an_unlinked_spi_asks_nothing_physical() {
+    let mut g = Vgic::new(&V3);
+    g.set_route(0, IntId(40), Route::Affinity(1));
+    assert!(g.take_phys(0).is_empty());
+}
+
+#[test]
+fn a_linked_spi_made_pending_by_the_guest_before_it_ever_fired_activates_the_physical_one() {
+    let mut g = linked_spi(GicVersion::V3);
+    g.set_pending(0, IntId(40), true);
+    assert_eq!(g.take_phys(0), [PhysOp::Activate(40)]);
+}

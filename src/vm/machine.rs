@@ -190,6 +190,9 @@ pub struct VmStats {
     pub injected: [AtomicU64; 4],
     /// Guest accesses aborted (unowned address, undecodable access).
     pub aborts: AtomicU64,
+    /// Passed-through SPIs taken on a CPU other than that of the vCPU they were for (each
+    /// cost that vCPU a kick): the physical route lagged the guest's.
+    pub passthrough_remote: AtomicU64,
 }
 
 impl VmStats {
@@ -352,6 +355,12 @@ impl Vm {
             pri_bits: host.pri_bits,
         });
         vgic.set_lr_format(host.lr_format);
+        // Passed-through SPIs keep their number in the guest and are linked from the start.
+        for dev in &config.passthrough {
+            for &irq in &dev.irqs {
+                vgic.link_spi(IntId(irq), irq);
+            }
+        }
         let mut bus = MmioBus::new();
         let bus_err = |e: super::mmio::BusError| VmError::Bus(alloc::format!("{e}"));
         bus.insert(layout.gicd_range(), Device::Gicd, "GICD")

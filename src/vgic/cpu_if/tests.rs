@@ -25,7 +25,7 @@ fn spi(g: &mut Vgic, id: u32, prio: u8) {
     g.set_group1(0, IntId(id), true);
     g.set_priority(0, IntId(id), prio);
     g.set_trigger(0, IntId(id), Trigger::Edge);
-    g.set_route(IntId(id), Route::Affinity(0));
+    g.set_route(0, IntId(id), Route::Affinity(0));
     g.set_enabled(0, IntId(id), true);
 }
 
@@ -447,7 +447,7 @@ fn retargeting_a_pending_spi_moves_it_and_kicks_the_new_vcpu() {
     g.flush(1, &mut sh1); // vCPU 1 is running with nothing to do
     g.flush(0, &mut sh0);
     assert_eq!(ids(&sh0), [40]);
-    g.set_route(IntId(40), Route::Affinity(1));
+    g.set_route(0, IntId(40), Route::Affinity(1));
     assert_eq!(g.take_kicks(), 0b01, "vCPU 0 must give it up");
     g.fold(0, &sh0);
     assert_eq!(g.take_kicks(), 0b10, "back in the model, it goes to vCPU 1");
@@ -467,7 +467,7 @@ fn active_spi_stays_on_its_vcpu_after_retargeting() {
     g.flush(0, &mut sh);
     ack(&mut sh, 0);
     g.fold(0, &sh);
-    g.set_route(IntId(40), Route::Affinity(1));
+    g.set_route(0, IntId(40), Route::Affinity(1));
     g.flush(0, &mut sh);
     assert_eq!(
         ids(&sh),

@@ -7,6 +7,7 @@ use super::*;
 use crate::trap::esr::SysRegId;
 use crate::vcpu::exit::{Exit, MmioAccess};
 use crate::vcpu::psci::PowerState;
+use crate::vgic::PhysOp;
 use crate::vm::config;
 
 const TWO_VCPUS: &str = r#"
@@ -335,4 +336,41 @@ fn exits_are_counted_by_reason() {
         ),
         (2, 1, 3)
     );
+}
+
+const PASSTHROUGH: &str = r#"
+[[vm]]
+name = "t"
+vcpus = 2
+memory = "64M"
+kernel = "Image"
+[[vm.passthrough]]
+name = "rtc"
+mmio = [0x09010000, 0x1000]
+irqs = [34]
+"#;
+
+#[test]
+fn guest_irouter_write_moves_a_passed_through_spi_to_the_target_vcpus_cpu() {
+    let cfg = config::parse(PASSTHROUGH).unwrap().vms.remove(0);
+    let vm = Vm::new(
+        0,
+        cfg,
+        &VmHost {
+            lr_count: 4,
+            pri_bits: 5,
+            first_pcpu: 0,
+            lr_format: crate::vgic::lr::LrFormat::V3,
+        },
+        (0x4000_0000, 0x4800_0000),
+    )
+    .unwrap();
+    // vCPU 0 writes GICD_IROUTER34 = affinity 0.0.0.1 (vCPU 1), as Linux does for
+    // /proc/irq/N/smp_affinity.
+    let mut r = regs_at(0x4000_1000);
+    r.x[2] = 1;
+    let ipa = 0x0800_0000 + 0x6000 + 8 * 34;
+    let out = vm.handle_exit(0, &mut r, mmio(ipa, 8, true, 2), &mut FakeHw::default());
+    assert_eq!(out, Outcome::Resume);
+    assert_eq!(vm.vgic.lock().take_phys(0), [PhysOp::Route(34, 1)]);
 }
