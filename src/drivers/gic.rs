@@ -78,6 +78,15 @@ pub(super) fn set_byte_field(regs: &[ReadWrite<u32>], index: usize, value: u8) {
     reg.set((reg.get() & !(0xff << shift)) | (value as u32) << shift);
 }
 
+/// Writes interrupt `intid`'s bit to a set-register array (ISACTIVER, ISPENDR...) when `on`,
+/// to its clear twin (ICACTIVER, ICPENDR...) otherwise: a 1 acts, a 0 leaves the others alone.
+pub(super) fn set_or_clear(set: &[ReadWrite<u32>], clear: &[ReadWrite<u32>], intid: u32, on: bool) {
+    let regs = if on { set } else { clear };
+    if let Some(reg) = regs.get(intid as usize / 32) {
+        reg.set(1 << (intid % 32));
+    }
+}
+
 /// Sets interrupt `intid`'s trigger in an ICFGR array: level-sensitive (0) or edge (1) in the
 /// upper bit of its 2-bit field.
 pub(super) fn set_trigger(icfgr: &[ReadWrite<u32>], intid: usize, level: bool) {

@@ -198,14 +198,8 @@ impl GicV2 {
     /// and PPIs: the running CPU's, the registers are banked).
     pub fn set_active(&self, intid: u32, on: bool) {
         if (intid as usize) < self.irq_count() {
-            let i = intid as usize / 32;
-            let bit = 1 << (intid % 32);
-            if on {
-                &self.gicd.ISACTIVER[i]
-            } else {
-                &self.gicd.ICACTIVER[i]
-            }
-            .set(bit);
+            let d = &self.gicd;
+            super::gic::set_or_clear(&d.ISACTIVER, &d.ICACTIVER, intid, on);
         }
     }
 
@@ -213,7 +207,7 @@ impl GicV2 {
     /// asserted level input stays pending.
     pub fn clear_pending(&self, intid: u32) {
         if (intid as usize) < self.irq_count() {
-            self.gicd.ICPENDR[intid as usize / 32].set(1 << (intid % 32));
+            super::gic::set_or_clear(&self.gicd.ISPENDR, &self.gicd.ICPENDR, intid, false);
         }
     }
 

@@ -442,33 +442,27 @@ impl GicV3 {
     /// Sets (GICR_ISACTIVER0 / GICD_ISACTIVER) or clears (ICACTIVER) the active state of
     /// `intid`: an SGI or PPI of the running CPU, or an SPI.
     pub fn set_active(&self, intid: u32, on: bool) {
-        let bit = 1 << (intid % 32);
+        use core::slice::from_ref;
         if intid < 32 {
-            let Some(sgi) = self.my_sgi_frame() else {
-                return;
-            };
-            if on { &sgi.ISACTIVER0 } else { &sgi.ICACTIVER0 }.set(bit);
-        } else if (intid as usize) < self.irq_count() {
-            let i = intid as usize / 32;
-            if on {
-                &self.gicd.ISACTIVER[i]
-            } else {
-                &self.gicd.ICACTIVER[i]
+            if let Some(sgi) = self.my_sgi_frame() {
+                let (set, clear) = (from_ref(&sgi.ISACTIVER0), from_ref(&sgi.ICACTIVER0));
+                super::gic::set_or_clear(set, clear, intid, on);
             }
-            .set(bit);
+        } else if (intid as usize) < self.irq_count() {
+            let d = &self.gicd;
+            super::gic::set_or_clear(&d.ISACTIVER, &d.ICACTIVER, intid, on);
         }
     }
 
     /// Clears the pending state of `intid` (GICR_ICPENDR0 for the running CPU's SGIs and PPIs,
     /// GICD_ICPENDR for SPIs). An asserted level input stays pending.
     pub fn clear_pending(&self, intid: u32) {
-        let bit = 1 << (intid % 32);
         if intid < 32 {
             if let Some(sgi) = self.my_sgi_frame() {
-                sgi.ICPENDR0.set(bit);
+                sgi.ICPENDR0.set(1 << intid);
             }
         } else if (intid as usize) < self.irq_count() {
-            self.gicd.ICPENDR[intid as usize / 32].set(bit);
+            super::gic::set_or_clear(&self.gicd.ISPENDR, &self.gicd.ICPENDR, intid, false);
         }
     }
 

@@ -104,6 +104,18 @@ fn linked_timer(v: VcpuId) -> Vgic {
     g
 }
 
+/// The same, taken by the guest: active in the model (and physically).
+fn linked_timer_taken() -> Vgic {
+    let mut g = linked_timer(0);
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
+    assert_eq!(sh.used, 1);
+    guest_acks(&mut sh, 0);
+    g.fold(0, &sh);
+    assert!(g.irq(0, IntId(27)).unwrap().active);
+    g
+}
+
 /// Found by the conformance guest under load: with one VM-wide queue, vCPU 2's flush took the
 /// deactivation of vCPU 0's timer PPI and did it on its own CPU, and vCPU 0's timer never
 /// fired again.
@@ -118,13 +130,7 @@ fn physical_work_on_a_banked_ppi_is_queued_for_its_own_vcpu() {
 
 #[test]
 fn icactiver_of_an_active_linked_interrupt_deactivates_the_physical_one() {
-    let mut g = linked_timer(0);
-    let mut sh = CpuIfShadow::default();
-    g.flush(0, &mut sh);
-    assert_eq!(sh.used, 1);
-    guest_acks(&mut sh, 0);
-    g.fold(0, &sh);
-    assert!(g.irq(0, IntId(27)).unwrap().active);
+    let mut g = linked_timer_taken();
     assert!(g.take_phys(0).is_empty());
     g.set_active(0, IntId(27), false);
     let irq = g.irq(0, IntId(27)).unwrap();
@@ -166,12 +172,7 @@ fn icpendr_of_a_pending_linked_interrupt_clears_and_deactivates_the_physical_one
 
 #[test]
 fn icpendr_of_an_active_linked_interrupt_leaves_the_physical_one_active() {
-    let mut g = linked_timer(0);
-    let mut sh = CpuIfShadow::default();
-    g.flush(0, &mut sh);
-    assert_eq!(sh.used, 1);
-    guest_acks(&mut sh, 0);
-    g.fold(0, &sh);
+    let mut g = linked_timer_taken();
     g.set_pending(0, IntId(27), false);
     assert!(g.irq(0, IntId(27)).unwrap().active);
     assert_eq!(

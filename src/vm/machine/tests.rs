@@ -43,7 +43,12 @@ impl ExitHw for FakeHw {
 }
 
 fn vm() -> Vm {
-    let cfg = config::parse(TWO_VCPUS).unwrap().vms.remove(0);
+    vm_from(TWO_VCPUS, crate::vgic::lr::LrFormat::V3)
+}
+
+/// The first VM of configuration `toml`, on a host with 4 LRs of format `lr_format`.
+fn vm_from(toml: &str, lr_format: crate::vgic::lr::LrFormat) -> Vm {
+    let cfg = config::parse(toml).unwrap().vms.remove(0);
     Vm::new(
         0,
         cfg,
@@ -51,7 +56,7 @@ fn vm() -> Vm {
             lr_count: 4,
             pri_bits: 5,
             first_pcpu: 0,
-            lr_format: crate::vgic::lr::LrFormat::V3,
+            lr_format,
         },
         (0x4000_0000, 0x4800_0000),
     )
@@ -353,19 +358,7 @@ irqs = [34]
 
 #[test]
 fn guest_irouter_write_moves_a_passed_through_spi_to_the_target_vcpus_cpu() {
-    let cfg = config::parse(PASSTHROUGH).unwrap().vms.remove(0);
-    let vm = Vm::new(
-        0,
-        cfg,
-        &VmHost {
-            lr_count: 4,
-            pri_bits: 5,
-            first_pcpu: 0,
-            lr_format: crate::vgic::lr::LrFormat::V3,
-        },
-        (0x4000_0000, 0x4800_0000),
-    )
-    .unwrap();
+    let vm = vm_from(PASSTHROUGH, crate::vgic::lr::LrFormat::V3);
     // vCPU 0 writes GICD_IROUTER34 = affinity 0.0.0.1 (vCPU 1), as Linux does for
     // /proc/irq/N/smp_affinity.
     let mut r = regs_at(0x4000_1000);
@@ -403,19 +396,7 @@ fn hostile_vm(gic: &str, vcpus: usize, lr_format: crate::vgic::lr::LrFormat) -> 
         "[[vm]]\nname = \"h\"\nvcpus = {vcpus}\nmemory = \"64M\"\nkernel = \"Image\"\ngic = {gic}\n\
          [[vm.passthrough]]\nname = \"rtc\"\nmmio = [0x09010000, 0x1000]\nirqs = [34]\n"
     );
-    let cfg = config::parse(&toml).unwrap().vms.remove(0);
-    Vm::new(
-        0,
-        cfg,
-        &VmHost {
-            lr_count: 4,
-            pri_bits: 5,
-            first_pcpu: 0,
-            lr_format,
-        },
-        (0x4000_0000, 0x4800_0000),
-    )
-    .unwrap()
+    vm_from(&toml, lr_format)
 }
 
 /// One random exit, with random registers.
