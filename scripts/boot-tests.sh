@@ -108,13 +108,14 @@ check $T rpi4-sdcard --machine raspi4b --kernel "$sd/exitless.img" --dtb "$sd/bc
 	--expect "starting at EL2 \\(non-VHE\\) on \"Raspberry Pi 4 Model B\", image at 0x200000" \
 	--expect "VM 'linux': 2 vCPUs.*vGICv2" --expect "exitless-guest: interactive shell" \
 	--send 3 "exit"$'\n' --expect "VM 'linux' powered off" --expect "all VMs are off"
-# Two VMs at once (2 vCPUs each on CPUs 0-1 and 2-3), output prefixed with their names; the
-# machine powers off when the second one does.
+# Two VMs at once (2 vCPUs each on CPUs 0-1 and 2-3), output in whole lines prefixed with their
+# names (never two VMs on one line); the machine powers off when the second one does.
 b=$(bash scripts/mk-default-bundle.sh two-vms-test) || fails=$((fails + 1))
 check $T two-vms --smp 4 --mem 2G --initrd "$b" --exit --timeout 300 \
 	--also "\\[alpha\\] exitless-guest: arch_timer and IPI counts rose on all 2 CPUs" \
 	--also "\\[beta\\] exitless-guest: arch_timer and IPI counts rose on all 2 CPUs" \
 	--also "VM 'alpha' powered off" --also "VM 'beta' powered off" \
+	--forbid "\\[(alpha|beta)\\] [^\\n]*\\[(alpha|beta)\\] " \
 	--expect "all VMs are off: powering the machine off"
 # A vGICv2 guest on a GICv3 host without GICv2 compatibility (no GICV frame): a clear error.
 b=$(bash scripts/mk-default-bundle.sh linux-v2-test) || fails=$((fails + 1))

@@ -14,6 +14,7 @@ use super::bcm2835_aux::MiniUart;
 use super::pl011::Pl011;
 use crate::arch;
 use crate::platform::{UartInfo, UartKind};
+use crate::util::console_mux::Screen;
 use crate::util::logfmt::Prefix;
 
 /// The console UART.
@@ -51,6 +52,18 @@ impl Uart {
 
 struct Console {
     uart: Option<Uart>,
+    /// A guest's output left the cursor mid-line: the hypervisor ends that line before it
+    /// prints its own (`util::console_mux`).
+    guest_mid_line: bool,
+}
+
+impl Console {
+    /// Ends a guest's unfinished line, so that what the hypervisor prints starts a line.
+    fn end_guest_line(&mut self) {
+        if core::mem::take(&mut self.guest_mid_line) {
+            let _ = self.write_str("\n");
+        }
+    }
 }
 
 impl Write for Console {
@@ -67,7 +80,10 @@ impl Write for Console {
     }
 }
 
-static CONSOLE: Mutex<Console> = Mutex::new(Console { uart: None });
+static CONSOLE: Mutex<Console> = Mutex::new(Console {
+    uart: None,
+    guest_mid_line: false,
+});
 
 /// Starts using the UART `info` as the console.
 ///
@@ -85,21 +101,40 @@ pub unsafe fn init(info: &UartInfo) {
     CONSOLE.lock().uart = Some(uart);
 }
 
-/// Writes formatted text to the console (no prefix).
+/// Writes formatted text to the console (no prefix), on a line of its own if a guest left one
+/// unfinished.
 pub fn print(args: fmt::Arguments<'_>) {
-    let _ = CONSOLE.lock().write_fmt(args);
+    let mut c = CONSOLE.lock();
+    c.end_guest_line();
+    let _ = c.write_fmt(args);
 }
 
-/// Writes raw bytes (a guest's output) to the console; `\n` becomes `\r\n`.
-pub fn write_bytes(bytes: &[u8]) {
-    let c = CONSOLE.lock();
-    if let Some(uart) = &c.uart {
-        for &b in bytes {
-            if b == b'\n' {
-                uart.put(b'\r');
+/// The console, locked for one piece of guest output: what `util::console_mux` writes through
+/// it cannot be split by another CPU's log line.
+pub struct GuestScreen(spin::MutexGuard<'static, Console>);
+
+/// Locks the console for guest output.
+pub fn guest_screen() -> GuestScreen {
+    GuestScreen(CONSOLE.lock())
+}
+
+impl Screen for GuestScreen {
+    /// Raw bytes; `\n` becomes `\r\n`.
+    fn write(&mut self, bytes: &[u8]) {
+        if let Some(uart) = &self.0.uart {
+            for &b in bytes {
+                if b == b'\n' {
+                    uart.put(b'\r');
+                }
+                uart.put(b);
             }
-            uart.put(b);
         }
+    }
+    fn mid_line(&self) -> bool {
+        self.0.guest_mid_line
+    }
+    fn set_mid_line(&mut self, mid: bool) {
+        self.0.guest_mid_line = mid;
     }
 }
 
@@ -156,6 +191,7 @@ impl Log for Logger {
             level: record.level(),
         };
         let mut c = CONSOLE.lock();
+        c.end_guest_line();
         let _ = writeln!(c, "{prefix}{}", record.args());
     }
 

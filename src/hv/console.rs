@@ -1,7 +1,9 @@
 //! The console shared by the hypervisor and its guests.
 //!
 //! * Output: what a guest writes to its virtual UART goes to the physical console as is when
-//!   there is one VM; with several, each line starts with the VM's name.
+//!   there is one VM; with several, whole lines, each starting with the VM's name, the VM with
+//!   the focus printing straight through and the others' lines waiting for the screen to be at
+//!   a line start ([`crate::util::console_mux`]).
 //! * Input: bytes typed on the console go to the VM that has the focus (the one with
 //!   `console = true`, else the first). The command key is **Ctrl-]** followed by:
 //!   `c` print every VM's counters, `n` move the focus to the next VM, `h` help;
@@ -15,6 +17,7 @@ use spin::Mutex;
 
 use super::{VMS, VmRuntime, run};
 use crate::drivers::{console, gic};
+use crate::util::console_mux::{ConsoleMux, Screen};
 use crate::vm::machine::{ExitReason, Vm};
 
 /// The command key: Ctrl-].
@@ -22,15 +25,25 @@ pub const COMMAND_KEY: u8 = 0x1d;
 
 static FOCUS: AtomicUsize = AtomicUsize::new(0);
 static COMMAND_PENDING: AtomicBool = AtomicBool::new(false);
-/// Per-VM "at the start of a line" flags for prefixed output (bit n = VM n mid-line).
-static MID_LINE: Mutex<u64> = Mutex::new(0);
+/// Several VMs' output, line by line (set up by `init` when there are several VMs).
+static MUX: Mutex<Option<ConsoleMux>> = Mutex::new(None);
 
 /// Picks the initial focus.
 pub fn init() {
     if let Some(vms) = VMS.get() {
         let f = vms.iter().position(|r| r.vm.config.console).unwrap_or(0);
         FOCUS.store(f, Ordering::Relaxed);
+        if vms.len() > 1 {
+            *MUX.lock() = Some(ConsoleMux::new(vms.len(), f));
+        }
     }
+}
+
+/// VM `n`'s name.
+fn vm_name(n: usize) -> &'static str {
+    VMS.get()
+        .and_then(|v| v.get(n))
+        .map_or("?", |r| r.vm.name())
 }
 
 /// The name of the VM with the focus.
@@ -54,26 +67,18 @@ pub fn enable_input(g: &gic::Gic) {
 
 /// A guest's console output.
 pub fn guest_output(vm: &Vm, bytes: &[u8]) {
-    let many = VMS.get().is_some_and(|v| v.len() > 1);
-    if !many {
-        console::write_bytes(bytes);
-        return;
-    }
-    let mut mid = MID_LINE.lock();
-    let bit = 1u64 << (vm.id % 64);
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        if *mid & bit == 0 {
-            console::write_bytes(&bytes[start..i]);
-            start = i;
-            console::print(format_args!("[{}] ", vm.name()));
-            *mid |= bit;
-        }
-        if b == b'\n' {
-            *mid &= !bit;
+    // Lock order: the multiplexer, then the console.
+    let mut mux = MUX.lock();
+    let mut screen = console::guest_screen();
+    match mux.as_mut() {
+        Some(m) => m.output(vm.id, bytes, vm_name, &mut screen),
+        None => {
+            screen.write(bytes);
+            if let Some(&last) = bytes.last() {
+                screen.set_mid_line(last != b'\n');
+            }
         }
     }
-    console::write_bytes(&bytes[start..]);
 }
 
 /// Reads everything the console UART has received and delivers it.
@@ -111,6 +116,9 @@ fn command(key: u8) {
             let n = VMS.get().map_or(1, |v| v.len().max(1));
             let f = (FOCUS.load(Ordering::Relaxed) + 1) % n;
             FOCUS.store(f, Ordering::Relaxed);
+            if let Some(m) = MUX.lock().as_mut() {
+                m.set_focus(f, vm_name, &mut console::guest_screen());
+            }
             log::info!("console input now goes to VM '{}'", focus_name());
         }
         _ => log::info!(
