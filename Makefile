@@ -9,15 +9,17 @@
 #   make run-rpi4     boot a Linux VM on QEMU raspi4b (QEMU 10, fetched into the cache)
 #   make rpi4         write a Raspberry Pi 4 SD-card folder (out/rpi4)
 #   make debug        like run, QEMU waits for gdb and prints the command that attaches
-#   make test         host unit tests, the QEMU boot tests, the guest tests (native vs exitless)
+#   make test         make check, the host unit tests, the QEMU boot tests, the guest tests
+#                     (native vs exitless): what CI runs (.ci/run)
 #   make guest        build the GIC conformance/benchmark guest (tests/guest -> out/guest.bin)
 #   make guest-tests  run it natively and under exitless on GICv3, GICv2 and a GICv4 host,
 #                     compare the two
 #   make bench        interrupt benchmarks, native vs exitless under -icount (docs/bench/);
 #                     BENCH_GIC=3,2,4 for every GIC (default 3); not part of make test
-#   make test-host    host unit tests only (cargo test on the pure core)
+#   make test-host    host unit tests only (cargo test on the pure core, core/)
 #   make test-qemu    QEMU boot tests only
-#   make check        rustfmt, clippy -D warnings (host and bare-metal), layering rule
+#   make check        rustfmt, clippy -D warnings (core on the host, both crates bare-metal),
+#                     the layering rule (scripts/check-layering.sh); quick, and first in make test
 #   make fixtures     regenerate the DTB fixtures of the host tests (scripts/fixtures)
 #   make clean
 
@@ -71,10 +73,12 @@ debug: build
 	$(QEMU) run --gic $(GIC) --cpu $(CPU) --smp $(SMP) --mem 2G --gdb \
 		--initrd "$$(bash scripts/mk-default-bundle.sh $(BUNDLE))"
 
-test: test-host test-qemu guest-tests
+# The checks come first: they take seconds and catch a format slip, a lint or a layering break
+# before the long QEMU runs.
+test: check test-host test-qemu guest-tests
 
 test-host: setup
-	cargo test --lib --target $(HOST)
+	cargo test -p exitless-core --target $(HOST)
 
 test-qemu: build
 	bash scripts/boot-tests.sh
@@ -104,9 +108,9 @@ bench: build guest
 	$(BENCH_PY) scripts/bench.py --gic $(BENCH_GIC)
 
 check: setup
-	cargo fmt --check
-	cargo clippy --lib --target $(HOST) -- -D warnings
-	cargo clippy --release --target $(TARGET) -- -D warnings
+	cargo fmt --all --check
+	cargo clippy -p exitless-core --all-targets --target $(HOST) -- -D warnings
+	cargo clippy --workspace --release --target $(TARGET) -- -D warnings
 	bash scripts/check-layering.sh
 	cd tests/guest && cargo fmt --check && RUSTFLAGS="-C force-frame-pointers=yes" \
 		CARGO_TARGET_DIR=$(CURDIR)/target/guest cargo clippy --release --target $(TARGET) -- -D warnings

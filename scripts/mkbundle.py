@@ -5,8 +5,8 @@
 
 CONFIG.toml is stored as `exitless.toml` (the name the hypervisor looks for); each FILE is
 stored under its base name, or under NAME when given as `NAME=PATH`. The archive is loaded as
-the initrd of the hypervisor (QEMU -initrd OUT.cpio); src/vm/bundle.rs reads it and
-src/vm/config.rs documents the configuration format.
+the initrd of the hypervisor (QEMU -initrd OUT.cpio); core/src/vm/bundle.rs reads it and
+core/src/vm/config.rs documents the configuration format.
 
 The archive is reproducible: entries in argument order (the configuration first), regular
 files only, mode 0644, uid/gid 0, mtime 0, inode numbers counted from 1, then the TRAILER!!!

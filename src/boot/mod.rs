@@ -6,17 +6,17 @@
 //! A user's mistake (no EL2, no or corrupt DTB, a platform without a GIC) ends here with one
 //! clear line and a power-off, never with an exception dump.
 
-pub mod heap;
 pub mod secondary;
 
 use core::fmt::Write;
 
 use crate::arch::{self, mmu, psci, timer};
-use crate::drivers::{bcm2835_pm, console, gic};
-use spin::Once;
+use crate::drivers::{console, gic};
+use crate::machine::{heap, power};
 
-use crate::platform::{self, Conduit, PlatformInfo, dt, fallback};
-use crate::util::cmdline;
+use exitless_core::mm::ImageLayout;
+use exitless_core::platform::{self, PlatformInfo, dt, fallback};
+use exitless_core::util::cmdline;
 
 /// Per-CPU stack size.
 pub const STACK_SIZE: usize = 64 * 1024;
@@ -26,19 +26,6 @@ core::arch::global_asm!(
     STACK_SIZE = const STACK_SIZE,
     MAX_CPUS = const platform::MAX_CPUS,
 );
-
-/// Where the image sits in memory, from the linker script's symbols.
-#[derive(Debug, Clone, Copy)]
-pub struct ImageLayout {
-    /// `_start`: the Image header, first byte of text.
-    pub start: u64,
-    /// End of text (read-only, executable).
-    pub text_end: u64,
-    /// End of read-only data (including relocations and GOT).
-    pub rodata_end: u64,
-    /// End of the image, .bss and stacks included.
-    pub end: u64,
-}
 
 unsafe extern "C" {
     static __image_start: u8;
@@ -78,38 +65,10 @@ fn read_dtb(pa: u64) -> Result<&'static mut [u8], dt::DtError> {
     Ok(unsafe { core::slice::from_raw_parts_mut(pa as *mut u8, size) })
 }
 
-/// How this machine powers off, from the device tree.
-#[derive(Clone, Copy)]
-struct PowerMethod {
-    psci: Option<Conduit>,
-    bcm2835_pm: Option<u64>,
-}
-
-static POWER: Once<PowerMethod> = Once::new();
-
-/// Powers the machine off: PSCI SYSTEM_OFF, else the Raspberry Pi's PM watchdog, else halt.
-pub fn power_off() -> ! {
-    let method = POWER.get().copied().unwrap_or(PowerMethod {
-        psci: None,
-        bcm2835_pm: None,
-    });
-    if let Some(conduit) = method.psci {
-        let e = psci::system_off(conduit);
-        log::error!("PSCI SYSTEM_OFF failed: {e:?}");
-    } else if let Some(pm) = method.bcm2835_pm {
-        // SAFETY: the device tree names this block as the BCM2835 PM watchdog; it is mapped as
-        // device memory (or the MMU is still off).
-        unsafe { bcm2835_pm::power_off(pm as usize) };
-        timer::delay_us(100_000);
-    }
-    log::warn!("no way to power off this machine: halting");
-    arch::halt()
-}
-
 /// The boot cannot go on: print why (and what to do) and power off.
 fn fatal(args: core::fmt::Arguments<'_>) -> ! {
     log::error!("{args}");
-    power_off()
+    power::power_off()
 }
 
 /// Without a device tree there is no console to trust: guess one from the load address (see
@@ -149,10 +108,7 @@ extern "C" fn primary_main(dtb_pa: u64, el: u64, load: u64) -> ! {
     let fdt =
         dt::validate_and_normalize(blob).unwrap_or_else(|e| fatal_no_dtb(e, dtb_pa, load, el));
     let info = PlatformInfo::parse(&fdt, dtb_pa);
-    POWER.call_once(|| PowerMethod {
-        psci: info.psci,
-        bcm2835_pm: info.bcm2835_pm,
-    });
+    power::init(info.psci, info.bcm2835_pm);
 
     match &info.console {
         // SAFETY: the UART is the one `/chosen/stdout-path` names; the MMU is off and later
@@ -239,7 +195,7 @@ extern "C" fn primary_main(dtb_pa: u64, el: u64, load: u64) -> ! {
     crate::hv::start(&info, online)
 }
 
-fn log_memory(info: &PlatformInfo<'_>, heap: crate::mm::MemRange) {
+fn log_memory(info: &PlatformInfo<'_>, heap: exitless_core::mm::MemRange) {
     let mut line = heapless::String::<256>::new();
     for b in &info.memory {
         let _ = write!(line, " {b}");
@@ -249,24 +205,4 @@ fn log_memory(info: &PlatformInfo<'_>, heap: crate::mm::MemRange) {
         log::debug!("reserved {} ({:?})", r.range, r.kind);
     }
     log::info!("heap {} ({} KiB)", heap, heap.size() / 1024);
-}
-
-/// The panic handler: location and message on the console, then power off (so QEMU exits
-/// instead of hanging).
-#[panic_handler]
-fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    let cpu = arch::cpu_index();
-    match info.location() {
-        Some(l) => console::print_emergency(format_args!(
-            "\n*** PANIC on CPU {cpu} at {}:{}: {}\n",
-            l.file(),
-            l.line(),
-            info.message()
-        )),
-        None => console::print_emergency(format_args!(
-            "\n*** PANIC on CPU {cpu}: {}\n",
-            info.message()
-        )),
-    }
-    power_off()
 }

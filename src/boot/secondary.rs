@@ -7,7 +7,7 @@ use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::arch::{self, cache, mmu, psci, timer};
 use crate::drivers::gic;
-use crate::platform::{EnableMethod, MAX_CPUS, PlatformInfo};
+use exitless_core::platform::{EnableMethod, MAX_CPUS, PlatformInfo};
 
 use super::STACK_SIZE;
 

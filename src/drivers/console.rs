@@ -13,9 +13,9 @@ use spin::Mutex;
 use super::bcm2835_aux::MiniUart;
 use super::pl011::Pl011;
 use crate::arch;
-use crate::platform::{UartInfo, UartKind};
-use crate::util::console_mux::Screen;
-use crate::util::logfmt::Prefix;
+use exitless_core::platform::{UartInfo, UartKind};
+use exitless_core::util::console_mux::Screen;
+use exitless_core::util::logfmt::Prefix;
 
 /// The console UART.
 pub enum Uart {

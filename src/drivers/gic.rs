@@ -7,8 +7,8 @@ use tock_registers::registers::ReadWrite;
 
 use super::gicv2::GicV2;
 use super::gicv3::GicV3;
-use crate::gic::GicFacts;
-use crate::platform::GicInfo;
+use exitless_core::gic::GicFacts;
+use exitless_core::platform::GicInfo;
 
 /// The physical GIC.
 #[allow(clippy::large_enum_variant, reason = "one instance, in a static")]
@@ -170,9 +170,9 @@ impl Gic {
     }
 
     /// Applies what the vGIC asked of a linked physical interrupt; `route` is the CPU that
-    /// a [`PhysOp::Route`](crate::vgic::PhysOp::Route) names (None: leave the route).
-    pub fn apply(&self, op: crate::vgic::PhysOp, route: Option<CpuTarget>) {
-        use crate::vgic::PhysOp;
+    /// a [`PhysOp::Route`](exitless_core::vgic::PhysOp::Route) names (None: leave the route).
+    pub fn apply(&self, op: exitless_core::vgic::PhysOp, route: Option<CpuTarget>) {
+        use exitless_core::vgic::PhysOp;
         match op {
             PhysOp::Deactivate(p) => self.deactivate(p),
             PhysOp::Activate(p) => self.set_active(p, true),
@@ -220,7 +220,7 @@ impl Gic {
     /// Writes a vCPU's list registers and hypervisor control register.
     pub fn load_lrs(
         &self,
-        shadow: &crate::vgic::cpu_if::CpuIfShadow,
+        shadow: &exitless_core::vgic::cpu_if::CpuIfShadow,
         lr_count: usize,
         prev: usize,
     ) {
@@ -231,7 +231,7 @@ impl Gic {
     }
 
     /// Reads them back after the vCPU exited.
-    pub fn save_lrs(&self, shadow: &mut crate::vgic::cpu_if::CpuIfShadow) {
+    pub fn save_lrs(&self, shadow: &mut exitless_core::vgic::cpu_if::CpuIfShadow) {
         match self {
             Gic::V2(g) => g.save_lrs(shadow),
             Gic::V3(_) => super::gicv3::cpuif::save_lrs(shadow),

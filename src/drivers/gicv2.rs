@@ -10,8 +10,8 @@ use tock_registers::register_structs;
 use tock_registers::registers::{ReadOnly, ReadWrite, WriteOnly};
 
 use super::mmio::MmioRef;
-use crate::gic::GicFacts;
-use crate::platform::{GicV2Info, GicVersion};
+use exitless_core::gic::GicFacts;
+use exitless_core::platform::{GicV2Info, GicVersion};
 
 register_structs! {
     /// GICD (IHI 0048B 4.1.2, Table 4-1), the registers the host driver uses.
@@ -167,11 +167,6 @@ impl GicV2 {
     pub fn facts(&self) -> GicFacts {
         GicFacts::from_registers(GicVersion::V2, self.gicd.TYPER.get(), self.gich.VTR.get())
     }
-
-    /// GICD_IIDR, GICC_IIDR.
-    pub fn iidr(&self) -> (u32, u32) {
-        (self.gicd.IIDR.get(), self.gicc.IIDR.get())
-    }
 }
 
 /// GICH_VMCR.VEM (bit 9): the guest's EOImode.
@@ -248,7 +243,11 @@ impl GicV2 {
     }
 
     /// Writes the list registers and GICH_HCR from `shadow` (zeros in LRs used before).
-    pub fn load_lrs(&self, shadow: &crate::vgic::cpu_if::CpuIfShadow, previously_used: usize) {
+    pub fn load_lrs(
+        &self,
+        shadow: &exitless_core::vgic::cpu_if::CpuIfShadow,
+        previously_used: usize,
+    ) {
         for n in 0..shadow.lrs.len().min(self.gich.LR.len()) {
             if n < shadow.used || n < previously_used {
                 self.gich.LR[n].set(shadow.lrs[n] as u32);
@@ -259,18 +258,13 @@ impl GicV2 {
 
     /// Reads back the list registers flush used, GICH_HCR (EOICount) and the guest's EOImode,
     /// and disables the virtual interface while the hypervisor runs.
-    pub fn save_lrs(&self, shadow: &mut crate::vgic::cpu_if::CpuIfShadow) {
+    pub fn save_lrs(&self, shadow: &mut exitless_core::vgic::cpu_if::CpuIfShadow) {
         for n in 0..shadow.used.min(self.gich.LR.len()) {
             shadow.lrs[n] = self.gich.LR[n].get() as u64;
         }
         shadow.hcr = self.gich.HCR.get() as u64;
         shadow.eoimode1 = self.gich.VMCR.get() & GICH_VMCR_VEM != 0;
         self.gich.HCR.set(0);
-    }
-
-    /// GICH_MISR.
-    pub fn misr(&self) -> u64 {
-        self.gich.MISR.get() as u64
     }
 
     /// Resets the guest's view of the virtual CPU interface: GICH_VMCR, GICH_APR, every LR.

@@ -15,8 +15,8 @@ use tock_registers::registers::{ReadOnly, ReadWrite};
 
 use super::mmio::MmioRef;
 use crate::arch;
-use crate::gic::{self, GICR_TYPER, GITS_TYPER, GicFacts};
-use crate::platform::{GicV3Info, GicVersion};
+use exitless_core::gic::{self, GICR_TYPER, GITS_TYPER, GicFacts};
+use exitless_core::platform::{GicV3Info, GicVersion};
 
 register_structs! {
     /// GICD (IHI 0069H 12.8, Table 12-25), the registers the host driver uses.
@@ -310,11 +310,6 @@ impl GicV3 {
             redists > 0 && all_vlpis && its_virtual && GicFacts::vtr_allows_direct_injection(vtr);
         f
     }
-
-    /// GICD_IIDR.
-    pub fn iidr(&self) -> u32 {
-        self.gicd.IIDR.get()
-    }
 }
 
 /// ICH_LR<n>_EL2 by index (the register names are part of the instruction encoding).
@@ -347,7 +342,7 @@ const ICH_VMCR_VEOIM: u64 = 1 << 9;
 /// Every function acts on the calling CPU only.
 pub mod cpuif {
     use super::*;
-    use crate::vgic::cpu_if::CpuIfShadow;
+    use exitless_core::vgic::cpu_if::CpuIfShadow;
 
     /// ICC_IAR1_EL1: acknowledges the highest-priority pending group-1 interrupt.
     pub fn ack() -> u32 {
@@ -401,11 +396,6 @@ pub mod cpuif {
         // Turn the interface off while the hypervisor runs: no maintenance interrupt from the
         // previous state, nothing the guest cannot see.
         write_sysreg!("S3_4_C12_C11_0", 0);
-    }
-
-    /// ICH_MISR_EL2 (why a maintenance interrupt fired).
-    pub fn misr() -> u64 {
-        read_sysreg!("S3_4_C12_C11_2")
     }
 
     /// Resets the guest's view of the virtual CPU interface (a vCPU starting afresh):
@@ -470,7 +460,7 @@ impl GicV3 {
     pub fn route_spi(&self, intid: u32, mpidr: u64) {
         let i = intid as usize;
         if (32..self.irq_count()).contains(&i) {
-            self.gicd.IROUTER[i - 32].set(mpidr & crate::platform::MPIDR_AFFINITY_MASK);
+            self.gicd.IROUTER[i - 32].set(mpidr & exitless_core::platform::MPIDR_AFFINITY_MASK);
         }
     }
 
@@ -482,7 +472,7 @@ impl GicV3 {
         }
         super::gic::set_byte_field(&self.gicd.IPRIORITYR, i, priority);
         super::gic::set_trigger(&self.gicd.ICFGR, i, level);
-        self.gicd.IROUTER[i - 32].set(mpidr & crate::platform::MPIDR_AFFINITY_MASK);
+        self.gicd.IROUTER[i - 32].set(mpidr & exitless_core::platform::MPIDR_AFFINITY_MASK);
         self.gicd.ISENABLER[i / 32].set(1 << (i % 32));
     }
 }

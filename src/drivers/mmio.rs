@@ -25,11 +25,6 @@ impl<T> MmioRef<T> {
             _block: PhantomData,
         }
     }
-
-    /// The block's physical address.
-    pub fn base(&self) -> usize {
-        self.base
-    }
 }
 
 impl<T> Clone for MmioRef<T> {

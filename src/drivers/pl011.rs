@@ -100,11 +100,4 @@ impl Pl011 {
             .IMSC
             .set(self.regs.IMSC.get() | IMSC_RXIM | IMSC_RTIM);
     }
-
-    /// Waits until everything queued has left the wire.
-    pub fn flush(&self) {
-        while self.regs.FR.is_set(FR::BUSY) {
-            core::hint::spin_loop();
-        }
-    }
 }

@@ -3,7 +3,7 @@
 //! * Output: what a guest writes to its virtual UART goes to the physical console as is when
 //!   there is one VM; with several, whole lines, each starting with the VM's name, the VM with
 //!   the focus printing straight through and the others' lines waiting for the screen to be at
-//!   a line start ([`crate::util::console_mux`]).
+//!   a line start ([`exitless_core::util::console_mux`]).
 //! * Input: bytes typed on the console go to the VM that has the focus (the one with
 //!   `console = true`, else the first). The command key is **Ctrl-]** followed by:
 //!   `c` print every VM's counters, `n` move the focus to the next VM, `h` help;
@@ -17,8 +17,8 @@ use spin::Mutex;
 
 use super::{VMS, VmRuntime, run};
 use crate::drivers::{console, gic};
-use crate::util::console_mux::{ConsoleMux, Screen};
-use crate::vm::machine::{ExitReason, Vm};
+use exitless_core::util::console_mux::{ConsoleMux, Screen};
+use exitless_core::vm::machine::{ExitReason, Vm};
 
 /// The command key: Ctrl-].
 pub const COMMAND_KEY: u8 = 0x1d;
@@ -130,30 +130,30 @@ fn command(key: u8) {
 }
 
 /// ICC_* registers whose trap would mean an exit for acknowledging or completing an interrupt.
-const ACK_EOI_REGS: [(&str, crate::trap::esr::SysRegId); 6] = [
+const ACK_EOI_REGS: [(&str, exitless_core::trap::esr::SysRegId); 6] = [
     (
         "ICC_IAR1_EL1",
-        crate::trap::esr::SysRegId::new(3, 0, 12, 12, 0),
+        exitless_core::trap::esr::SysRegId::new(3, 0, 12, 12, 0),
     ),
     (
         "ICC_EOIR1_EL1",
-        crate::trap::esr::SysRegId::new(3, 0, 12, 12, 1),
+        exitless_core::trap::esr::SysRegId::new(3, 0, 12, 12, 1),
     ),
     (
         "ICC_IAR0_EL1",
-        crate::trap::esr::SysRegId::new(3, 0, 12, 8, 0),
+        exitless_core::trap::esr::SysRegId::new(3, 0, 12, 8, 0),
     ),
     (
         "ICC_EOIR0_EL1",
-        crate::trap::esr::SysRegId::new(3, 0, 12, 8, 1),
+        exitless_core::trap::esr::SysRegId::new(3, 0, 12, 8, 1),
     ),
     (
         "ICC_DIR_EL1",
-        crate::trap::esr::SysRegId::new(3, 0, 12, 11, 1),
+        exitless_core::trap::esr::SysRegId::new(3, 0, 12, 11, 1),
     ),
     (
         "ICC_PMR_EL1",
-        crate::trap::esr::SysRegId::new(3, 0, 4, 6, 0),
+        exitless_core::trap::esr::SysRegId::new(3, 0, 4, 6, 0),
     ),
 ];
 
@@ -186,8 +186,9 @@ pub fn print_counters(rt: &VmRuntime) {
             );
         }
         if !s.sysregs.is_empty() {
-            let is_id =
-                |id: &crate::trap::esr::SysRegId| id.op0() == 3 && id.op1() == 0 && id.crn() == 0;
+            let is_id = |id: &exitless_core::trap::esr::SysRegId| {
+                id.op0() == 3 && id.op1() == 0 && id.crn() == 0
+            };
             let ids: u64 = s
                 .sysregs
                 .iter()

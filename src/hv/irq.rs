@@ -19,8 +19,8 @@ use core::sync::atomic::{AtomicBool, Ordering};
 
 use super::{VmRuntime, console, hw};
 use crate::drivers::gic;
-use crate::vgic::irq::IntId;
-use crate::vm::machine::InjectKind;
+use exitless_core::vgic::irq::IntId;
+use exitless_core::vm::machine::InjectKind;
 
 static UNEXPECTED_LOGGED: AtomicBool = AtomicBool::new(false);
 

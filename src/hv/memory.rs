@@ -5,9 +5,9 @@
 use alloc::alloc::{Layout, alloc_zeroed};
 
 use crate::arch::cache;
-use crate::boot::heap::PHYS;
-use crate::mm::pgtable::{self, Attrs, FrameAlloc, MapError, PageTable, Regime};
-use crate::mm::{MemRange, PAGE_SIZE};
+use crate::machine::heap::PHYS;
+use exitless_core::mm::pgtable::{self, Attrs, FrameAlloc, MapError, PageTable, Regime};
+use exitless_core::mm::{MemRange, PAGE_SIZE};
 
 /// Alignment of guest RAM in host memory (2 MiB: stage-2 block mappings).
 const RAM_ALIGN: u64 = 2 << 20;

@@ -25,13 +25,13 @@ use spin::{Mutex, Once};
 
 use crate::arch::{self, timer};
 use crate::drivers::gic::{self, CpuTarget};
-use crate::platform::{GicInfo, GicVersion, MAX_CPUS, PlatformInfo};
-use crate::vm::bundle::Bundle;
-use crate::vm::config::{Config, HostLimits};
-use crate::vm::fdt::{GuestDt, TimerPpis};
-use crate::vm::image::{self, DTB_MAX_SIZE, LoadPlan};
-use crate::vm::machine::{Vm, VmHost};
-use crate::vm::traps::{self, CpuFeatures};
+use exitless_core::platform::{GicInfo, GicVersion, MAX_CPUS, PlatformInfo};
+use exitless_core::vm::bundle::Bundle;
+use exitless_core::vm::config::{Config, HostLimits};
+use exitless_core::vm::fdt::{GuestDt, TimerPpis};
+use exitless_core::vm::image::{self, DTB_MAX_SIZE, LoadPlan};
+use exitless_core::vm::machine::{Vm, VmHost};
+use exitless_core::vm::traps::{self, CpuFeatures};
 use memory::GuestMemory;
 
 /// The physical SGI exitless uses to make another CPU leave its guest.
@@ -118,7 +118,7 @@ pub fn secondary_wait(cpu: usize) -> ! {
 /// Ends the boot because of a user's mistake with VMs: one line, then power off.
 fn refuse(args: core::fmt::Arguments<'_>) -> ! {
     log::error!("{args}");
-    crate::boot::power_off()
+    crate::machine::power::power_off()
 }
 
 /// Creates the VMs described by the bundle in the initrd and runs them. Never returns.
@@ -158,13 +158,17 @@ pub fn start(info: &PlatformInfo<'_>, online: usize) -> ! {
     let text = bundle.config().unwrap_or_else(|| {
         refuse(format_args!(
             "the VM bundle has no {} (build it with scripts/mkbundle.py)",
-            crate::vm::bundle::CONFIG_FILE
+            exitless_core::vm::bundle::CONFIG_FILE
         ))
     });
-    let config = Config::parse_bytes(text)
-        .unwrap_or_else(|e| refuse(format_args!("{}: {e}", crate::vm::bundle::CONFIG_FILE)));
+    let config = Config::parse_bytes(text).unwrap_or_else(|e| {
+        refuse(format_args!(
+            "{}: {e}",
+            exitless_core::vm::bundle::CONFIG_FILE
+        ))
+    });
     let (vtcr, ipa_bits) = memory::stage2_params();
-    let free = crate::boot::heap::PHYS
+    let free = crate::machine::heap::PHYS
         .lock()
         .as_ref()
         .map_or(0, |p| p.total_free());
@@ -179,14 +183,17 @@ pub fn start(info: &PlatformInfo<'_>, online: usize) -> ! {
         .check(&limits)
         .and_then(|()| config.check_files(&bundle))
     {
-        refuse(format_args!("{}: {e}", crate::vm::bundle::CONFIG_FILE));
+        refuse(format_args!(
+            "{}: {e}",
+            exitless_core::vm::bundle::CONFIG_FILE
+        ));
     }
 
     let features = CpuFeatures {
-        pfr0: arch::vcpu::read_id_reg(crate::trap::esr::SysRegId::new(3, 0, 0, 4, 0)),
-        isar1: arch::vcpu::read_id_reg(crate::trap::esr::SysRegId::new(3, 0, 0, 6, 1)),
-        isar2: arch::vcpu::read_id_reg(crate::trap::esr::SysRegId::new(3, 0, 0, 6, 2)),
-        mmfr1: arch::vcpu::read_id_reg(crate::trap::esr::SysRegId::new(3, 0, 0, 7, 1)),
+        pfr0: arch::vcpu::read_id_reg(exitless_core::trap::esr::SysRegId::new(3, 0, 0, 4, 0)),
+        isar1: arch::vcpu::read_id_reg(exitless_core::trap::esr::SysRegId::new(3, 0, 0, 6, 1)),
+        isar2: arch::vcpu::read_id_reg(exitless_core::trap::esr::SysRegId::new(3, 0, 0, 6, 2)),
+        mmfr1: arch::vcpu::read_id_reg(exitless_core::trap::esr::SysRegId::new(3, 0, 0, 7, 1)),
     };
     let mut vms = Vec::new();
     let mut next_pcpu = 0;
@@ -256,7 +263,7 @@ pub fn start(info: &PlatformInfo<'_>, online: usize) -> ! {
 #[allow(clippy::too_many_arguments)]
 fn create_vm(
     id: usize,
-    vc: crate::vm::config::VmConfig,
+    vc: exitless_core::vm::config::VmConfig,
     bundle: &Bundle<'static>,
     info: &PlatformInfo<'_>,
     first_pcpu: usize,
@@ -285,7 +292,7 @@ fn create_vm(
         virt: t.virt.intid,
         hyp: t.hyp_phys.intid,
     });
-    let dtb = crate::vm::fdt::build(&GuestDt {
+    let dtb = exitless_core::vm::fdt::build(&GuestDt {
         name: &vc.name,
         vcpus: vc.vcpus,
         layout: &vc.layout,
@@ -326,8 +333,8 @@ fn create_vm(
         pri_bits: gic::get().map_or(5, |g| g.facts().pri_bits),
         first_pcpu,
         lr_format: match host_gic_version() {
-            GicVersion::V2 => crate::vgic::lr::LrFormat::V2,
-            GicVersion::V3 => crate::vgic::lr::LrFormat::V3,
+            GicVersion::V2 => exitless_core::vgic::lr::LrFormat::V2,
+            GicVersion::V3 => exitless_core::vgic::lr::LrFormat::V3,
         },
     };
     let vm = Vm::new(id, vc, &host, (plan.entry, plan.dtb.start)).map_err(|e| e.to_string())?;

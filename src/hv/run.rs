@@ -19,15 +19,15 @@ use core::sync::atomic::Ordering;
 use super::{PCPUS, VMS, VmRuntime, console, hw, irq};
 use crate::arch::{self, timer};
 use crate::drivers::gic;
-use crate::vcpu::exit::{self, ExitKind};
-use crate::vcpu::inject::{self, El1Exception};
-use crate::vcpu::psci::PowerState;
-use crate::vcpu::regs::{ExitInfo, GuestRegs, reset_state};
-use crate::vgic::PhysOp;
-use crate::vgic::cpu_if::CpuIfShadow;
-use crate::vgic::irq::IntId;
-use crate::vm::machine::{ExitHw, Outcome, Vm, VmState};
-use crate::vm::traps;
+use exitless_core::vcpu::exit::{self, ExitKind};
+use exitless_core::vcpu::inject::{self, El1Exception};
+use exitless_core::vcpu::psci::PowerState;
+use exitless_core::vcpu::regs::{ExitInfo, GuestRegs, reset_state};
+use exitless_core::vgic::PhysOp;
+use exitless_core::vgic::cpu_if::CpuIfShadow;
+use exitless_core::vgic::irq::IntId;
+use exitless_core::vm::machine::{ExitHw, Outcome, Vm, VmState};
+use exitless_core::vm::traps;
 
 /// How a vCPU's run ended.
 enum RunEnd {
@@ -113,7 +113,7 @@ impl Hw {
 }
 
 impl ExitHw for Hw {
-    fn read_id_reg(&mut self, id: crate::trap::esr::SysRegId) -> u64 {
+    fn read_id_reg(&mut self, id: exitless_core::trap::esr::SysRegId) -> u64 {
         arch::vcpu::read_id_reg(id)
     }
 
@@ -263,8 +263,8 @@ fn inject_abort(regs: &mut GuestRegs, info: &ExitInfo, kind: ExitKind, write: bo
     let r = arch::vcpu::exception_regs();
     let mut exc = El1Exception::default();
     let instr = kind == ExitKind::Sync
-        && crate::trap::esr::Esr::new(info.esr).ec()
-            == crate::trap::esr::ExceptionClass::InstrAbortLower;
+        && exitless_core::trap::esr::Esr::new(info.esr).ec()
+            == exitless_core::trap::esr::ExceptionClass::InstrAbortLower;
     if instr {
         inject::inject_external_instruction_abort(regs, &mut exc, r.vbar, r.sctlr, info.far);
     } else {
@@ -305,7 +305,7 @@ fn stop_vm(cpu: usize, rt: &VmRuntime, me: usize) {
         VmState::Resetting => {
             log::info!("VM '{}': SYSTEM_RESET: restarting", vm.name());
             for (v, slot) in vm.vcpus.iter().enumerate() {
-                *slot.power.lock() = crate::vm::machine::VcpuPower {
+                *slot.power.lock() = exitless_core::vm::machine::VcpuPower {
                     state: if v == 0 {
                         PowerState::OnPending
                     } else {
@@ -338,7 +338,7 @@ fn stop_vm(cpu: usize, rt: &VmRuntime, me: usize) {
                 .is_some_and(|vms| vms.iter().all(|r| r.stopped.load(Ordering::Acquire)));
             if all {
                 log::info!("all VMs are off: powering the machine off");
-                crate::boot::power_off();
+                crate::machine::power::power_off();
             }
         }
     }

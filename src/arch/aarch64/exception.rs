@@ -1,11 +1,8 @@
-//! The EL2 vector table (`vectors.S`) and what happens on an exception nobody expected: a
-//! decoded report on the console (exception class by name, ESR, FAR, ELR, SPSR, CPU, the
-//! decoded syndrome and the general registers), then this CPU stops. Other CPUs carry on.
+//! The EL2 vector table (`vectors.S`) and the frame it saves. Every exception exitless does not
+//! expect ends in `el2_unexpected_exception`, which lives with the other fatal-error paths in
+//! `machine::fatal` (this module is below the console and cannot print).
 
 use core::fmt;
-
-use crate::drivers::console;
-use crate::trap::esr;
 
 core::arch::global_asm!(include_str!("vectors.S"));
 
@@ -26,7 +23,8 @@ pub struct TrapFrame {
     pub far: u64,
 }
 
-const VECTOR_NAMES: [&str; 16] = [
+/// The vector names, in `vectors.S` order (the `kind` it passes).
+pub const VECTOR_NAMES: [&str; 16] = [
     "synchronous (EL2, SP_EL0)",
     "IRQ (EL2, SP_EL0)",
     "FIQ (EL2, SP_EL0)",
@@ -45,7 +43,8 @@ const VECTOR_NAMES: [&str; 16] = [
     "SError from a lower EL (AArch32)",
 ];
 
-struct Registers<'a>(&'a TrapFrame);
+/// The general registers of a frame, four to a line.
+pub struct Registers<'a>(pub &'a TrapFrame);
 
 impl fmt::Display for Registers<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -57,26 +56,4 @@ impl fmt::Display for Registers<'_> {
         }
         write!(f, " sp ={:#018x}", self.0.sp)
     }
-}
-
-/// Called by `vectors.S` for every exception that exitless does not expect. Never returns.
-#[unsafe(no_mangle)]
-extern "C" fn el2_unexpected_exception(frame: &TrapFrame, kind: u64) -> ! {
-    let vector = VECTOR_NAMES
-        .get(kind as usize)
-        .copied()
-        .unwrap_or("unknown vector");
-    let report = esr::Report {
-        esr: esr::Esr::new(frame.esr),
-        far: frame.far,
-        elr: frame.elr,
-        spsr: frame.spsr,
-        cpu: super::cpu_index(),
-    };
-    console::print_emergency(format_args!(
-        "\n*** EL2 exception: {vector}\n{report}\n{}\n*** CPU {} stopped\n",
-        Registers(frame),
-        super::cpu_index()
-    ));
-    super::halt()
 }

@@ -1,5 +1,5 @@
 //! The hypervisor's own EL2 stage-1 translation (non-VHE, TTBR0_EL2 only): an identity map
-//! (VA = PA) built by the pure [`crate::mm::pgtable`] builder into a static pool of table frames.
+//! (VA = PA) built by the pure [`exitless_core::mm::pgtable`] builder into a static pool of table frames.
 //!
 //! What is mapped: every RAM bank as Normal write-back, read-write, never executable; the
 //! image's text read-only and executable, its rodata read-only; the DTB and initrd read-only;
@@ -14,10 +14,10 @@ use aarch64_cpu::registers::{
 use spin::{Mutex, Once};
 
 use super::cache;
-use crate::boot::ImageLayout;
-use crate::mm::pgtable::{self, Attrs, FrameAlloc, MapError, PageTable, Regime};
-use crate::mm::{MemRange, PAGE_SIZE, align_down, align_up};
-use crate::platform::{GicInfo, PlatformInfo};
+use exitless_core::mm::ImageLayout;
+use exitless_core::mm::pgtable::{self, Attrs, FrameAlloc, MapError, PageTable, Regime};
+use exitless_core::mm::{MemRange, PAGE_SIZE, align_down, align_up};
+use exitless_core::platform::{GicInfo, PlatformInfo};
 
 /// Table frames for the EL2 map (it needs about ten on QEMU virt and the Raspberry Pi 4).
 const POOL_FRAMES: usize = 64;

@@ -27,7 +27,7 @@ pub fn cpu_index() -> usize {
 /// The running CPU's MPIDR_EL1 affinity fields.
 #[inline]
 pub fn mpidr() -> u64 {
-    MPIDR_EL1.get() & crate::platform::MPIDR_AFFINITY_MASK
+    MPIDR_EL1.get() & exitless_core::platform::MPIDR_AFFINITY_MASK
 }
 
 /// The exception level the CPU runs at.

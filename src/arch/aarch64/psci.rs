@@ -3,7 +3,7 @@
 use smccc::psci;
 use smccc::{Hvc, Smc};
 
-use crate::platform::Conduit;
+use exitless_core::platform::Conduit;
 
 /// PSCI CPU_ON: starts the CPU with affinity `mpidr` at `entry` (physical), at EL2, with
 /// `context` in x0.
@@ -19,15 +19,6 @@ pub fn system_off(conduit: Conduit) -> psci::Error {
     let r = match conduit {
         Conduit::Smc => psci::system_off::<Smc>(),
         Conduit::Hvc => psci::system_off::<Hvc>(),
-    };
-    r.err().unwrap_or(psci::Error::InternalFailure)
-}
-
-/// PSCI SYSTEM_RESET. Returns only if the firmware refuses.
-pub fn system_reset(conduit: Conduit) -> psci::Error {
-    let r = match conduit {
-        Conduit::Smc => psci::system_reset::<Smc>(),
-        Conduit::Hvc => psci::system_reset::<Hvc>(),
     };
     r.err().unwrap_or(psci::Error::InternalFailure)
 }

@@ -12,9 +12,9 @@ use core::arch::asm;
 
 use aarch64_cpu::registers::{ESR_EL2, FAR_EL2, HPFAR_EL2, Readable};
 
-use crate::trap::esr::SysRegId;
-use crate::vcpu::exit::ExitKind;
-use crate::vcpu::regs::{ExitInfo, GuestRegs};
+use exitless_core::trap::esr::SysRegId;
+use exitless_core::vcpu::exit::ExitKind;
+use exitless_core::vcpu::regs::{ExitInfo, GuestRegs};
 
 core::arch::global_asm!(include_str!("guest.S"));
 
@@ -234,20 +234,6 @@ pub fn restore_el1(ctx: &El1Context) {
     unsafe { __fpsimd_restore(&ctx.v) };
     // SAFETY: barrier only.
     unsafe { asm!("isb", options(nostack)) };
-}
-
-/// Reads this CPU's EL1 context (vCPU put).
-pub fn save_el1() -> El1Context {
-    let mut ctx = El1Context::reset();
-    macro_rules! get {
-        ($i:expr, $r:literal) => {
-            ctx.sys[$i] = mrs!($r)
-        };
-    }
-    sys_regs!(get);
-    // SAFETY: `ctx.v` is a valid, aligned array of 32 quadwords the routine fills.
-    unsafe { __fpsimd_save(&mut ctx.v) };
-    ctx
 }
 
 /// Stops the guest's timers on this CPU (a vCPU that is put must not leave its timer

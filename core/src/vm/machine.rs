@@ -7,8 +7,25 @@
 //! Pure: nothing here touches hardware; the few things an exit needs from it (an ID register's
 //! real value, kicking a vCPU on another CPU, console output) go through [`ExitHw`].
 //!
-//! Lock order (one VM): `vcpus[n].state` → `vgic` → `uart` → `stats`. No lock is held while
-//! calling into [`ExitHw`].
+//! ## Lock order
+//!
+//! This is the one place the hypervisor's lock order is written; every other module points
+//! here. All locks are `spin::Mutex`es and the hypervisor runs with interrupts masked. A thread
+//! that holds a lock may take only locks further down the list:
+//!
+//! 1. a vCPU's power state, `Vm::vcpus[n].power` (taken alone, never with another VM lock);
+//! 2. the console input queue, `Vm::console_in`;
+//! 3. the virtual UART, `Vm::uart` (under `console_in` when queued input moves into its FIFO);
+//! 4. the virtual GIC, `Vm::vgic` (every vGIC operation; a device's line level is read from the
+//!    device first and the device lock dropped before the vGIC lock is taken);
+//! 5. a vCPU's counters, `Vm::vcpus[n].stats`, then the VM's MMIO counters, `VmStats::mmio`;
+//! 6. the shell's own locks (the console multiplexer, then the physical console; a VM's guest
+//!    memory; the free-memory allocator), taken with no VM lock held;
+//! 7. the heap allocator's lock, innermost: any code may allocate.
+//!
+//! No VM lock is held across a call into the shell: every [`ExitHw`] call (kick, console
+//! output, ID register) and every `hv` trait call is made after the locks above are dropped,
+//! so the shell may take its own locks, or this VM's, without deadlocking.
 
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::string::String;
@@ -607,26 +624,32 @@ impl Vm {
                 (out.value, out.group)
             }
             Device::Uart => {
-                let mut uart = self.uart.lock();
-                let v = match value {
-                    Some(v) => {
-                        uart.mmio_write(offset, a.width, v);
-                        0
+                let v = {
+                    let mut uart = self.uart.lock();
+                    match value {
+                        Some(v) => {
+                            uart.mmio_write(offset, a.width, v);
+                            0
+                        }
+                        None => uart.mmio_read(offset, a.width),
                     }
-                    None => uart.mmio_read(offset, a.width),
                 };
+                // Transmitted bytes go out in chunks, the UART lock dropped before each call
+                // into the shell (lock order above).
                 let mut out = [0u8; 64];
-                let mut n = 0;
-                for b in uart.take_output() {
-                    out[n] = b;
-                    n += 1;
-                    if n == out.len() {
-                        hw.console_out(self, &out);
-                        n = 0;
+                loop {
+                    let n = {
+                        let mut uart = self.uart.lock();
+                        let mut n = 0;
+                        for (slot, b) in out.iter_mut().zip(uart.take_output()) {
+                            *slot = b;
+                            n += 1;
+                        }
+                        n
+                    };
+                    if n == 0 {
+                        break;
                     }
-                }
-                drop(uart);
-                if n > 0 {
                     hw.console_out(self, &out[..n]);
                 }
                 self.refill_uart();

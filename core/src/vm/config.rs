@@ -1900,8 +1900,8 @@ irqs = [34]                    # SPI INTIDs (32..1019)
     #[test]
     fn the_shipped_bundle_configs_parse_and_fit_a_4_cpu_1g_machine() {
         for text in [
-            include_str!("../../scripts/bundles/linux.toml"),
-            include_str!("../../scripts/bundles/linux-test.toml"),
+            include_str!("../../../scripts/bundles/linux.toml"),
+            include_str!("../../../scripts/bundles/linux-test.toml"),
         ] {
             let c = parse(text).unwrap();
             assert_eq!(

@@ -8,10 +8,9 @@
 use buddy_system_allocator::LockedHeap;
 use spin::Mutex;
 
-use super::ImageLayout;
-use crate::mm::region::RegionAllocator;
-use crate::mm::{MemRange, PAGE_SIZE};
-use crate::platform::{MAX_RESERVED, PlatformInfo};
+use exitless_core::mm::region::RegionAllocator;
+use exitless_core::mm::{ImageLayout, MemRange, PAGE_SIZE};
+use exitless_core::platform::{MAX_RESERVED, PlatformInfo};
 
 /// Heap size: page tables, VM state, guest device trees. Guest RAM does not come from here.
 pub const HEAP_SIZE: u64 = 32 << 20;

@@ -33,12 +33,38 @@ impl ExitHw for FakeHw {
         1 << 32 | 1 << 24 | 0x1111
     }
 
-    fn kick(&mut self, _vm: &Vm, mask: u64) {
+    fn kick(&mut self, vm: &Vm, mask: u64) {
+        assert_no_vm_lock_held(vm, "kick");
         self.kicks |= mask;
     }
 
-    fn console_out(&mut self, _vm: &Vm, bytes: &[u8]) {
+    fn console_out(&mut self, vm: &Vm, bytes: &[u8]) {
+        assert_no_vm_lock_held(vm, "console_out");
         self.out.extend_from_slice(bytes);
+    }
+}
+
+/// The lock-order rule (module head): no VM lock is held across a call into the shell. Every
+/// test below, the randomized hostile guests included, checks it on every `ExitHw` call.
+fn assert_no_vm_lock_held(vm: &Vm, call: &str) {
+    let held = [
+        ("vgic", vm.vgic.is_locked()),
+        ("uart", vm.uart.is_locked()),
+        ("console_in", vm.console_in.is_locked()),
+        ("stats.mmio", vm.stats.mmio.is_locked()),
+    ];
+    for (lock, locked) in held {
+        assert!(!locked, "{lock} held across ExitHw::{call}");
+    }
+    for (n, slot) in vm.vcpus.iter().enumerate() {
+        assert!(
+            !slot.power.is_locked(),
+            "vcpus[{n}].power held across ExitHw::{call}"
+        );
+        assert!(
+            !slot.stats.is_locked(),
+            "vcpus[{n}].stats held across ExitHw::{call}"
+        );
     }
 }
 
@@ -149,6 +175,19 @@ fn uart_data_write_reaches_the_console() {
     let mut hw = FakeHw::default();
     vm.handle_exit(0, &mut r, mmio(0x0900_0000, 4, true, 2), &mut hw);
     assert_eq!(hw.out, b"x");
+}
+
+#[test]
+fn uart_output_reaches_the_console_with_no_vm_lock_held() {
+    // Lock order: the UART lock is dropped before the bytes go to the shell (FakeHw checks).
+    let vm = vm();
+    let mut hw = FakeHw::default();
+    for &b in b"hello" {
+        let mut r = regs_at(0x4000_1000);
+        r.x[2] = u64::from(b);
+        vm.handle_exit(0, &mut r, mmio(0x0900_0000, 4, true, 2), &mut hw);
+    }
+    assert_eq!(hw.out, b"hello");
 }
 
 #[test]

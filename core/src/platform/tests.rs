@@ -10,7 +10,8 @@ use std::vec::Vec;
 
 /// Compiles `scripts/fixtures/<name>.dts` with dtc and returns the blob.
 fn fixture(name: &str) -> Vec<u8> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    // The fixtures live in the workspace root, one level above this crate.
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
     let src = root.join("scripts/fixtures").join(format!("{name}.dts"));
     let out = Command::new("dtc")
         .args(["-q", "-I", "dts", "-O", "dtb"])

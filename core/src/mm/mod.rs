@@ -10,6 +10,20 @@ pub mod region;
 
 use core::fmt;
 
+/// Where the hypervisor image sits in memory (the shell fills it from the linker script's
+/// symbols; the EL2 tables map each part with its own permissions).
+#[derive(Debug, Clone, Copy)]
+pub struct ImageLayout {
+    /// `_start`: the Image header, first byte of text.
+    pub start: u64,
+    /// End of text (read-only, executable).
+    pub text_end: u64,
+    /// End of read-only data (including relocations and GOT).
+    pub rodata_end: u64,
+    /// End of the image, .bss and stacks included.
+    pub end: u64,
+}
+
 /// A 4 KiB page, the only translation granule exitless uses.
 pub const PAGE_SIZE: u64 = 4096;
 

@@ -54,7 +54,7 @@
 use heapless::Deque;
 use tock_registers::fields::Field;
 
-use crate::vm::mmio::{Access, MmioResult};
+use super::{Access, MmioResult};
 
 use regs::{CR, DMACR, DR, FBRD, FR, IBRD, IFLS, ILPR, INT, LCR_H};
 

@@ -13,9 +13,9 @@
 //! ## Locking
 //!
 //! A VM has one `spin::Mutex<Vgic>`; every vGIC operation (MMIO emulation, injection, SGI
-//! generation, flush and fold) runs under it. Lock order: `Vm` configuration (read-only after
-//! creation) → `Vgic` → a device's own lock (e.g. the virtual UART). The hypervisor runs with
-//! interrupts masked, so holding it never races an interrupt handler.
+//! generation, flush and fold) runs under it. Where it sits among the other locks is written
+//! once, at the head of `vm::machine` ("Lock order"). The hypervisor runs with interrupts
+//! masked, so holding it never races an interrupt handler.
 //!
 //! ## Ownership of list registers
 //!

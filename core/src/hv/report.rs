@@ -1,0 +1,99 @@
+//! The counters report a VM prints when it powers off (and on Ctrl-] c): exits per vCPU by
+//! reason, the vGIC's list-register work, trapped system registers, MMIO exits by device and
+//! register group, interrupts injected by kind, and the figure the product is about: exits for
+//! acknowledging and completing interrupts, which the hardware CPU interface makes zero.
+
+use alloc::string::String;
+use core::fmt::Write;
+use core::sync::atomic::Ordering;
+
+use crate::trap::esr::SysRegId;
+use crate::vm::machine::{ExitReason, Vm};
+
+/// The GIC CPU-interface registers whose trap would be an exit for acknowledging or completing
+/// an interrupt (GICv3 system registers; on a vGICv2 the same work is GICC MMIO).
+pub const ACK_EOI_REGS: [(&str, SysRegId); 6] = [
+    ("ICC_IAR1_EL1", SysRegId::new(3, 0, 12, 12, 0)),
+    ("ICC_EOIR1_EL1", SysRegId::new(3, 0, 12, 12, 1)),
+    ("ICC_IAR0_EL1", SysRegId::new(3, 0, 12, 8, 0)),
+    ("ICC_EOIR0_EL1", SysRegId::new(3, 0, 12, 8, 1)),
+    ("ICC_DIR_EL1", SysRegId::new(3, 0, 12, 11, 1)),
+    ("ICC_PMR_EL1", SysRegId::new(3, 0, 4, 6, 0)),
+];
+
+/// The counters report of `vm`, one line per fact, ending with a newline.
+pub fn counters(vm: &Vm) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "=== counters of VM '{}' ===", vm.name());
+    let mut ack_eoi_exits = 0;
+    for (n, slot) in vm.vcpus.iter().enumerate() {
+        let s = slot.stats.lock().clone();
+        let _ = write!(out, "vCPU {n}: {} exits:", s.total());
+        for r in ExitReason::ALL {
+            let c = s.count(r);
+            if c > 0 {
+                let _ = write!(out, " {} {c}", r.name());
+            }
+        }
+        let _ = writeln!(
+            out,
+            "; maintenance interrupts {}, kicks {}",
+            s.maintenance, s.kicks
+        );
+        if let Some(c) = vm.vgic.lock().cpu(n).map(|c| c.stats) {
+            let _ = writeln!(
+                out,
+                "  vGIC: {} interrupts loaded into list registers, {} LR overflows, {} EOIcount \
+                 deactivations",
+                c.lr_loads, c.lr_overflows, c.eoicount_deactivations
+            );
+        }
+        if !s.sysregs.is_empty() {
+            let is_id = |id: &SysRegId| id.op0() == 3 && id.op1() == 0 && id.crn() == 0;
+            let ids: u64 = s
+                .sysregs
+                .iter()
+                .filter(|(id, _)| is_id(id))
+                .map(|(_, c)| c)
+                .sum();
+            let _ = write!(out, "  trapped system registers: ID registers (TID3) {ids}");
+            for (id, c) in s.sysregs.iter().filter(|(id, _)| !is_id(id)) {
+                let _ = write!(out, ", {id} {c}");
+            }
+            let _ = writeln!(out);
+        }
+        ack_eoi_exits += ACK_EOI_REGS
+            .iter()
+            .map(|(_, id)| s.sysregs.get(id).copied().unwrap_or(0))
+            .sum::<u64>();
+    }
+    let mmio = vm.stats.mmio.lock().clone();
+    let _ = write!(out, "MMIO exits by device/register:");
+    for ((dev, group), c) in &mmio {
+        let _ = write!(out, " {dev}.{group}={c}");
+    }
+    let _ = writeln!(out);
+    let inj: [u64; 4] = core::array::from_fn(|i| vm.stats.injected[i].load(Ordering::Relaxed));
+    let _ = writeln!(
+        out,
+        "interrupts injected: SGI {} (sends), timer PPI {} (linked, HW bit), UART SPI {}, \
+         passthrough SPI {} ({} taken on another vCPU's CPU); guest aborts {}",
+        inj[0],
+        inj[1],
+        inj[2],
+        inj[3],
+        vm.stats.passthrough_remote.load(Ordering::Relaxed),
+        vm.stats.aborts.load(Ordering::Relaxed)
+    );
+    let gicc_exits = mmio
+        .iter()
+        .filter(|((d, _), _)| *d == "GICC")
+        .map(|(_, c)| c)
+        .sum::<u64>();
+    let _ = writeln!(
+        out,
+        "exits for interrupt acknowledge and completion (ICC_IAR/EOIR/DIR/PMR traps, GICC MMIO): {}",
+        ack_eoi_exits + gicc_exits
+    );
+    out
+}
