@@ -39,6 +39,7 @@ check $T el1 --no-virt --exit \
 	--expect "must be started at EL2 \(it was started at EL1\).*virtualization=on"
 check $T no-dtb --exit --no-kernel \
 	--expect "cannot use the device tree at 0x0: no device tree was passed in x0" \
+	--expect "U-Boot: \`booti <image addr> <bundle addr>:<bundle size in hex> <fdt addr>\`" \
 	-- -device loader,file=out/exitless.bin,addr=0x40200000,force-raw=on \
 	-device loader,addr=0x40200000,cpu-num=0
 mkdir -p out/logs
@@ -101,13 +102,14 @@ linux linux-v2-passthrough linux-v2-passthrough-test 2 "$V2LINE" --gic 2 --smp 4
 	"${V2ALSO[@]}" "${PTALSO[@]}"
 # The Raspberry Pi 4 SD card (make rpi4) as the firmware would use it: the unmodified Debian
 # DTB (the console is the mini UART, QEMU's second serial port), the rpi4 bundle, an interactive
-# shell reached through console input, and `exit` powering everything off.
+# shell reached through console input, and `poweroff` typed there powering everything off.
 sd=$(bash scripts/mk-rpi4-sd.sh) || fails=$((fails + 1))
 check $T rpi4-sdcard --machine raspi4b --kernel "$sd/exitless.img" --dtb "$sd/bcm2711-rpi-4-b.dtb" \
 	--initrd "$sd/exitless.cpio" --serial 1 --exit --timeout 300 \
 	--expect "starting at EL2 \\(non-VHE\\) on \"Raspberry Pi 4 Model B\", image at 0x200000" \
 	--expect "VM 'linux': 2 vCPUs.*vGICv2" --expect "exitless-guest: interactive shell" \
-	--send 3 "exit"$'\n' --expect "VM 'linux' powered off" --expect "all VMs are off"
+	--send 3 "poweroff"$'\n' --expect "exitless-guest: poweroff" \
+	--expect "VM 'linux' powered off" --expect "all VMs are off"
 # Two VMs at once (2 vCPUs each on CPUs 0-1 and 2-3), output in whole lines prefixed with their
 # names (never two VMs on one line); the machine powers off when the second one does.
 b=$(bash scripts/mk-default-bundle.sh two-vms-test) || fails=$((fails + 1))
@@ -123,18 +125,52 @@ check $T vgicv2-on-gicv3 --gic 3 --smp 4 --mem 2G --initrd "$b" --exit \
 	--expect "VM 'linux'.*GICv2.*(compatib|GICV)"
 
 # The console: input reaches the guest's shell (through the physical UART's interrupt and the
-# virtual PL011), the command key prints the counters on demand, `reboot -f` restarts the VM
-# (PSCI SYSTEM_RESET: images reloaded, vCPU 0 started again), `exit` powers it off.
+# virtual PL011), the command key prints the counters on demand, `reboot` typed at the shell
+# restarts the VM (the guest's init -> PSCI SYSTEM_RESET: images reloaded, vCPU 0 started again,
+# Linux boots again), `poweroff` stops it (PSCI SYSTEM_OFF: counters, then the machine is off).
 b=$(bash scripts/mk-default-bundle.sh linux) || fails=$((fails + 1))
 check $T linux-console --smp 2 --mem 2G --initrd "$b" --exit --timeout 300 \
 	--expect "exitless-guest: interactive shell" \
 	--send 1 "echo hello-\$((6*7))"$'\n' --expect "hello-42" \
 	--send 2 $'\x1dc' --expect "=== counters of VM 'linux' ===" \
 	--expect "exits for interrupt acknowledge and completion .*: 0" \
-	--send 4 "reboot -f"$'\n' --expect "VM 'linux': SYSTEM_RESET: restarting" \
+	--send 4 "reboot"$'\n' --expect "exitless-guest: reboot" \
+	--expect "VM 'linux': SYSTEM_RESET: restarting" \
 	--expect "Booting Linux" --expect "exitless-guest: interactive shell" \
-	--send 7 "exit"$'\n' --expect "VM 'linux' powered off" \
+	--send 8 "poweroff"$'\n' --expect "exitless-guest: poweroff" \
+	--expect "VM 'linux' powered off" --expect "=== counters of VM 'linux' ===" \
+	--expect "exits for interrupt acknowledge and completion .*: 0" \
 	--expect "all VMs are off: powering the machine off"
+
+# U-Boot (Debian's u-boot-qemu) as the boot loader, as on a board: exitless is an arm64 Image
+# that `booti` starts at EL2 with U-Boot's DTB in x0 and the bundle as the initrd.
+UBOOT=/usr/lib/u-boot/qemu_arm64/u-boot.bin
+# With no typing: U-Boot's default boot finds the image and the bundle that QEMU hands it
+# (fw_cfg) and runs booti itself. GICv3 and GICv2.
+linux uboot-gicv3 linux-test 2 "$V3LINE" --smp 4 --bios "$UBOOT" --also "U-Boot 20"
+linux uboot-gicv2 linux-v2-test 2 "$V2LINE" --gic 2 --smp 4 --bios "$UBOOT" --also "U-Boot 20" \
+	"${V2ALSO[@]}"
+# Typed at the U-Boot prompt, the README's recipe: the image and the bundle placed in RAM by
+# the board's loader (here QEMU's), then `booti <image> <bundle>:<size in hex> <fdt>`; the shell
+# is left with `exit`. Then the user's slip: `-` as the initrd gets the message with the fix.
+b=$(bash scripts/mk-default-bundle.sh linux) || fails=$((fails + 1))
+size=$(printf '%x' "$(stat -c %s "$b")")
+LOADERS=(-device loader,file=out/exitless.bin,addr=0x40200000,force-raw=on
+	-device "loader,file=$b,addr=0x48000000,force-raw=on")
+check $T uboot-booti-typed --smp 4 --mem 2G --no-kernel --bios "$UBOOT" --exit --timeout 300 \
+	--expect "Hit any key to stop autoboot" --send 1 $'\n' --expect "=> " \
+	--send 2 "booti 0x40200000 0x48000000:$size \${fdtcontroladdr}"$'\n' \
+	--expect "starting at EL2 \\(non-VHE\\)" --expect "VM 'linux': 2 vCPUs" \
+	--expect "exitless-guest: interactive shell" --send 5 "exit"$'\n' \
+	--expect "exitless-guest: shell exited, powering off" --expect "VM 'linux' powered off" \
+	--expect "all VMs are off: powering the machine off" \
+	-- "${LOADERS[@]}"
+check $T uboot-booti-no-bundle --smp 4 --mem 2G --no-kernel --bios "$UBOOT" --exit --timeout 120 \
+	--expect "Hit any key to stop autoboot" --send 1 $'\n' --expect "=> " \
+	--send 2 "booti 0x40200000 - \${fdtcontroladdr}"$'\n' \
+	--expect "no VM bundle: the boot loader loaded no initrd" \
+	--expect "U-Boot \`booti <image addr> <bundle addr>:<bundle size in hex> <fdt addr>\` \\(the bundle is the second argument, not \`-\`\\)" \
+	-- "${LOADERS[@]}"
 
 if ((fails)); then
 	echo "boot tests: $fails failed"

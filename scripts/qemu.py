@@ -14,6 +14,9 @@ Machine options:
     --mem SIZE               RAM (default 1G on virt; raspi4b is fixed at 2G)
     --no-virt                virt: without virtualization=on (the CPU starts at EL1)
     --machine-opt OPT        virt: one more -machine option (e.g. secure=on), repeatable
+    --bios FILE              virt: boot firmware to start first, e.g. U-Boot
+                             (/usr/lib/u-boot/qemu_arm64/u-boot.bin); QEMU hands it --kernel,
+                             --initrd and its DTB through fw_cfg
     --kernel FILE            the image (default out/exitless.bin)
     --no-kernel              no -kernel (the extra arguments load the image themselves)
     --initrd FILE            passed with -initrd (a VM bundle)
@@ -80,6 +83,11 @@ def qemu_command(a):
         cmd = [qemu, "-machine", machine, "-cpu", a.cpu, "-smp", str(a.smp), "-m", a.mem]
         if a.dtb:
             cmd += ["-dtb", a.dtb]
+        if a.bios:
+            if not os.path.exists(a.bios):
+                sys.exit(f"qemu.py: {a.bios} does not exist: run scripts/setup.sh "
+                         "(it installs u-boot-qemu)")
+            cmd += ["-bios", a.bios]
     if not a.no_kernel:
         cmd += ["-kernel", kernel]
     # No default network card: it needs an option ROM that only QEMU's recommended packages
@@ -226,6 +234,7 @@ def parser():
         s.add_argument("--mem", default="1G")
         s.add_argument("--no-virt", action="store_true")
         s.add_argument("--machine-opt", action="append", default=[])
+        s.add_argument("--bios")
         s.add_argument("--kernel")
         s.add_argument("--no-kernel", action="store_true")
         s.add_argument("--initrd")

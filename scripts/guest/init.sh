@@ -6,7 +6,8 @@
 #   the GIC/ITS lines of the kernel log, runs a short task on every CPU (timer events and
 #   wake-up IPIs everywhere) for 2 s, prints /proc/interrupts again, says whether the timer and
 #   the IPI counts grew on every CPU, prints "exitless-guest: test done" and powers off.
-#   Otherwise: an interactive shell on the console; the VM powers off when it exits.
+#   Otherwise: an interactive shell on the console; `poweroff` (or leaving the shell) stops the VM,
+#   `reboot` restarts it.
 #
 # Every line it prints itself starts with "exitless-guest: " so that a test can match it.
 
@@ -88,8 +89,26 @@ case " $(cat /proc/cmdline) " in
 	;;
 esac
 
-echo "exitless-guest: interactive shell (busybox); 'exit' powers the VM off"
-setsid cttyhack sh
+# The interactive shell. PID 1 stays this script, so that busybox `poweroff`, `halt` and `reboot`
+# (without -f they only signal PID 1: SIGUSR2, SIGUSR1, SIGTERM, as to busybox init) work as a
+# Linux user expects: the shell runs in the background and the traps below end the VM through the
+# kernel (reboot(2): PSCI SYSTEM_OFF or SYSTEM_RESET, which exitless turns into stopping or
+# restarting the VM). Leaving the shell (`exit`, Ctrl-D) powers the VM off too.
+finish() { # poweroff|reboot
+	echo "exitless-guest: $1"
+	[ -n "$shell" ] && kill -HUP "$shell" 2>/dev/null
+	sync
+	"$1" -f
+}
+shell=
+trap 'finish poweroff' USR1 USR2
+trap 'finish reboot' TERM
+echo "exitless-guest: interactive shell (busybox); 'poweroff' or 'exit' stops the VM, 'reboot' restarts it"
+setsid cttyhack sh </dev/console >/dev/console 2>&1 &
+shell=$!
+# `wait` returns early when a trapped signal arrives; the trap then ends the VM.
+while kill -0 "$shell" 2>/dev/null; do
+	wait "$shell"
+done
 echo "exitless-guest: shell exited, powering off"
-sync
-poweroff -f
+finish poweroff

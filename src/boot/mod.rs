@@ -80,9 +80,10 @@ fn fatal_no_dtb(err: dt::DtError, dtb_pa: u64, load: u64, el: u64) -> ! {
     unsafe { console::init(&guess.console()) };
     console::print(format_args!(
         "{VERSION} (started at EL{el}): cannot use the device tree at {dtb_pa:#x}: {err}.\n\
-         exitless needs the boot loader to pass a valid DTB in x0 (QEMU -kernel does it, \
-         U-Boot `booti <image> - <fdt>`, the Raspberry Pi firmware with a .dtb next to \
-         kernel8.img).\n",
+         exitless needs the boot loader to pass a valid DTB in x0: QEMU `-kernel` does it; \
+         U-Boot: `booti <image addr> <bundle addr>:<bundle size in hex> <fdt addr>` (on QEMU \
+         the fdt is ${{fdtcontroladdr}}); the Raspberry Pi firmware: a .dtb next to the image \
+         that config.txt names.\n",
     ));
     let conduit = guess.psci(el as u8);
     console::print(format_args!(

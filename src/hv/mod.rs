@@ -141,8 +141,10 @@ pub fn start(info: &PlatformInfo<'_>, online: usize) -> ! {
     let Some(initrd) = info.initrd else {
         refuse(format_args!(
             "no VM bundle: the boot loader loaded no initrd. Build one with \
-             scripts/mkbundle.py and pass it as the initrd (QEMU: -initrd bundle.cpio; `make run` \
-             does it)"
+             scripts/mkbundle.py (`make run` does it) and pass it as the initrd: QEMU \
+             `-initrd bundle.cpio`; U-Boot `booti <image addr> <bundle addr>:<bundle size in hex> \
+             <fdt addr>` (the bundle is the second argument, not `-`); the Raspberry Pi firmware \
+             `initramfs bundle.cpio followkernel` in config.txt"
         ));
     };
     // SAFETY: the device tree's /chosen names this range as the initrd the boot loader loaded;
