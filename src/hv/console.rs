@@ -9,33 +9,28 @@
 //!   `c` print every VM's counters, `n` move the focus to the next VM, `h` help;
 //!   Ctrl-] twice sends one Ctrl-] to the guest.
 
-use alloc::string::String;
-use core::fmt::Write;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
 use spin::Mutex;
 
 use super::{VMS, VmRuntime, run};
 use crate::drivers::{console, gic};
+use exitless_core::hv::console::{ConsoleInput, Input};
+use exitless_core::hv::report;
 use exitless_core::util::console_mux::{ConsoleMux, Screen};
-use exitless_core::vm::machine::{ExitReason, Vm};
+use exitless_core::vm::machine::Vm;
 
-/// The command key: Ctrl-].
-pub const COMMAND_KEY: u8 = 0x1d;
-
-static FOCUS: AtomicUsize = AtomicUsize::new(0);
-static COMMAND_PENDING: AtomicBool = AtomicBool::new(false);
+/// The focus and the command key's state (the core's `ConsoleInput`), set up by [`init`].
+static INPUT: Mutex<Option<ConsoleInput>> = Mutex::new(None);
 /// Several VMs' output, line by line (set up by `init` when there are several VMs).
 static MUX: Mutex<Option<ConsoleMux>> = Mutex::new(None);
 
 /// Picks the initial focus.
 pub fn init() {
     if let Some(vms) = VMS.get() {
-        let f = vms.iter().position(|r| r.vm.config.console).unwrap_or(0);
-        FOCUS.store(f, Ordering::Relaxed);
+        let input = ConsoleInput::new(vms.iter().map(|r| r.vm.config.console));
         if vms.len() > 1 {
-            *MUX.lock() = Some(ConsoleMux::new(vms.len(), f));
+            *MUX.lock() = Some(ConsoleMux::new(vms.len(), input.focus()));
         }
+        *INPUT.lock() = Some(input);
     }
 }
 
@@ -48,14 +43,15 @@ fn vm_name(n: usize) -> &'static str {
 
 /// The name of the VM with the focus.
 pub fn focus_name() -> &'static str {
+    let focus = INPUT.lock().as_ref().map_or(0, ConsoleInput::focus);
     VMS.get()
-        .and_then(|v| v.get(FOCUS.load(Ordering::Relaxed)))
+        .and_then(|v| v.get(focus))
         .map_or("", |r| r.vm.name())
 }
 
 /// Routes the console UART's interrupt to the calling CPU and enables it.
 pub fn enable_input(g: &gic::Gic) {
-    let Some(irq) = super::hw().uart_irq else {
+    let Some(irq) = super::hw().uart else {
         return;
     };
     let Some(target) = super::PCPUS[0].target.get() else {
@@ -81,158 +77,46 @@ pub fn guest_output(vm: &Vm, bytes: &[u8]) {
     }
 }
 
-/// Reads everything the console UART has received and delivers it.
+/// Reads everything the console UART has received and does what each byte asks (the core's
+/// `ConsoleInput` decides: deliver it to the VM with the focus, or a command).
 pub fn input(cpu: usize) {
     while let Some(b) = console::get_byte() {
-        if COMMAND_PENDING.swap(false, Ordering::Relaxed) {
-            if b != COMMAND_KEY {
-                command(b);
-                continue;
-            }
-        } else if b == COMMAND_KEY {
-            COMMAND_PENDING.store(true, Ordering::Relaxed);
+        // The input lock is not held while the byte is delivered or a command runs.
+        let Some(what) = INPUT.lock().as_mut().map(|i| i.key(b)) else {
             continue;
+        };
+        match what {
+            Input::Deliver { vm, byte } => deliver(cpu, vm, byte),
+            Input::CommandPending => {}
+            Input::Counters => {
+                for rt in VMS.get().into_iter().flatten() {
+                    print_counters(rt);
+                }
+            }
+            Input::Focus { vm } => {
+                if let Some(m) = MUX.lock().as_mut() {
+                    m.set_focus(vm, vm_name, &mut console::guest_screen());
+                }
+                log::info!("console input now goes to VM '{}'", vm_name(vm));
+            }
+            Input::Help => log::info!(
+                "console commands: Ctrl-] c counters, Ctrl-] n next VM (input goes to '{}'), \
+                 Ctrl-] Ctrl-] a literal Ctrl-]",
+                focus_name()
+            ),
         }
-        deliver(cpu, b);
     }
 }
 
-fn deliver(cpu: usize, b: u8) {
-    let Some(rt) = VMS.get().and_then(|v| v.get(FOCUS.load(Ordering::Relaxed))) else {
+fn deliver(cpu: usize, vm: usize, b: u8) {
+    let Some(rt) = VMS.get().and_then(|v| v.get(vm)) else {
         return;
     };
     let mut hw = run::Hw::new(cpu);
     rt.vm.console_input(&[b], &mut hw);
 }
 
-fn command(key: u8) {
-    match key {
-        b'c' | b'C' => {
-            for rt in VMS.get().into_iter().flatten() {
-                print_counters(rt);
-            }
-        }
-        b'n' | b'N' => {
-            let n = VMS.get().map_or(1, |v| v.len().max(1));
-            let f = (FOCUS.load(Ordering::Relaxed) + 1) % n;
-            FOCUS.store(f, Ordering::Relaxed);
-            if let Some(m) = MUX.lock().as_mut() {
-                m.set_focus(f, vm_name, &mut console::guest_screen());
-            }
-            log::info!("console input now goes to VM '{}'", focus_name());
-        }
-        _ => log::info!(
-            "console commands: Ctrl-] c counters, Ctrl-] n next VM (input goes to '{}'), \
-             Ctrl-] Ctrl-] a literal Ctrl-]",
-            focus_name()
-        ),
-    }
-}
-
-/// ICC_* registers whose trap would mean an exit for acknowledging or completing an interrupt.
-const ACK_EOI_REGS: [(&str, exitless_core::trap::esr::SysRegId); 6] = [
-    (
-        "ICC_IAR1_EL1",
-        exitless_core::trap::esr::SysRegId::new(3, 0, 12, 12, 0),
-    ),
-    (
-        "ICC_EOIR1_EL1",
-        exitless_core::trap::esr::SysRegId::new(3, 0, 12, 12, 1),
-    ),
-    (
-        "ICC_IAR0_EL1",
-        exitless_core::trap::esr::SysRegId::new(3, 0, 12, 8, 0),
-    ),
-    (
-        "ICC_EOIR0_EL1",
-        exitless_core::trap::esr::SysRegId::new(3, 0, 12, 8, 1),
-    ),
-    (
-        "ICC_DIR_EL1",
-        exitless_core::trap::esr::SysRegId::new(3, 0, 12, 11, 1),
-    ),
-    (
-        "ICC_PMR_EL1",
-        exitless_core::trap::esr::SysRegId::new(3, 0, 4, 6, 0),
-    ),
-];
-
-/// Prints a VM's counters.
+/// Prints a VM's counters (the core's report).
 pub fn print_counters(rt: &VmRuntime) {
-    let vm = &rt.vm;
-    let mut out = String::new();
-    let _ = writeln!(out, "=== counters of VM '{}' ===", vm.name());
-    let mut ack_eoi_exits = 0;
-    for (n, slot) in vm.vcpus.iter().enumerate() {
-        let s = slot.stats.lock().clone();
-        let _ = write!(out, "vCPU {n}: {} exits:", s.total());
-        for r in ExitReason::ALL {
-            let c = s.count(r);
-            if c > 0 {
-                let _ = write!(out, " {} {c}", r.name());
-            }
-        }
-        let _ = writeln!(
-            out,
-            "; maintenance interrupts {}, kicks {}",
-            s.maintenance, s.kicks
-        );
-        if let Some(c) = vm.vgic.lock().cpu(n).map(|c| c.stats) {
-            let _ = writeln!(
-                out,
-                "  vGIC: {} interrupts loaded into list registers, {} LR overflows, {} EOIcount \
-                 deactivations",
-                c.lr_loads, c.lr_overflows, c.eoicount_deactivations
-            );
-        }
-        if !s.sysregs.is_empty() {
-            let is_id = |id: &exitless_core::trap::esr::SysRegId| {
-                id.op0() == 3 && id.op1() == 0 && id.crn() == 0
-            };
-            let ids: u64 = s
-                .sysregs
-                .iter()
-                .filter(|(id, _)| is_id(id))
-                .map(|(_, c)| c)
-                .sum();
-            let _ = write!(out, "  trapped system registers: ID registers (TID3) {ids}");
-            for (id, c) in s.sysregs.iter().filter(|(id, _)| !is_id(id)) {
-                let _ = write!(out, ", {id} {c}");
-            }
-            let _ = writeln!(out);
-        }
-        ack_eoi_exits += ACK_EOI_REGS
-            .iter()
-            .map(|(_, id)| s.sysregs.get(id).copied().unwrap_or(0))
-            .sum::<u64>();
-    }
-    let mmio = vm.stats.mmio.lock().clone();
-    let _ = write!(out, "MMIO exits by device/register:");
-    for ((dev, group), c) in &mmio {
-        let _ = write!(out, " {dev}.{group}={c}");
-    }
-    let _ = writeln!(out);
-    let inj: [u64; 4] = core::array::from_fn(|i| vm.stats.injected[i].load(Ordering::Relaxed));
-    let _ = writeln!(
-        out,
-        "interrupts injected: SGI {} (sends), timer PPI {} (linked, HW bit), UART SPI {}, \
-         passthrough SPI {} ({} taken on another vCPU's CPU); guest aborts {}",
-        inj[0],
-        inj[1],
-        inj[2],
-        inj[3],
-        vm.stats.passthrough_remote.load(Ordering::Relaxed),
-        vm.stats.aborts.load(Ordering::Relaxed)
-    );
-    let gicc_exits = mmio
-        .iter()
-        .filter(|((d, _), _)| *d == "GICC")
-        .map(|(_, c)| c)
-        .sum::<u64>();
-    let _ = writeln!(
-        out,
-        "exits for interrupt acknowledge and completion (ICC_IAR/EOIR/DIR/PMR traps, GICC MMIO): {}",
-        ack_eoi_exits + gicc_exits
-    );
-    console::print(format_args!("{out}"));
+    console::print(format_args!("{}", report::counters(&rt.vm)));
 }

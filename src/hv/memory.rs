@@ -3,6 +3,7 @@
 //! guest RAM.
 
 use alloc::alloc::{Layout, alloc_zeroed};
+use alloc::vec::Vec;
 
 use crate::arch::cache;
 use crate::machine::heap::PHYS;
@@ -12,24 +13,46 @@ use exitless_core::mm::{MemRange, PAGE_SIZE};
 /// Alignment of guest RAM in host memory (2 MiB: stage-2 block mappings).
 const RAM_ALIGN: u64 = 2 << 20;
 
-/// Stage-2 table frames from the heap. Frames are never freed (a VM lives as long as the
-/// hypervisor).
-pub struct HeapFrames;
+/// One VM's stage-2 table frames, from the heap. It remembers every run of frames it
+/// allocated and hands out a table only inside them, so [`FrameAlloc::table`] cannot make a
+/// reference to memory it does not own, whatever address it is given. Frames are never freed
+/// (a VM lives as long as the hypervisor).
+#[derive(Default)]
+pub struct HeapFrames {
+    /// The runs allocated so far: (first byte, end) in physical (= EL2 virtual) addresses.
+    runs: Vec<(u64, u64)>,
+}
 
 impl FrameAlloc for HeapFrames {
     fn alloc_frames(&mut self, count: usize) -> Option<u64> {
-        let size = count.checked_mul(PAGE_SIZE as usize)?;
+        let size = count.checked_mul(PAGE_SIZE as usize).filter(|&s| s > 0)?;
         let layout = Layout::from_size_align(size, size).ok()?;
-        // SAFETY: `layout` has a non-zero size; the result is checked for null.
+        self.runs.try_reserve(1).ok()?;
+        // SAFETY: `layout` has a non-zero size (checked above); the result is checked for null.
         let p = unsafe { alloc_zeroed(layout) };
-        (!p.is_null()).then_some(p as u64)
+        if p.is_null() {
+            return None;
+        }
+        self.runs.push((p as u64, p as u64 + size as u64));
+        Some(p as u64)
     }
 
     fn table(&mut self, pa: u64) -> &mut [u64; 512] {
-        // SAFETY: `pa` is a frame this allocator returned from the heap (or a frame inside such
-        // an allocation), 4 KiB aligned, never freed, and exitless maps memory identity, so the
-        // physical address is a valid pointer to 512 descriptors. The page-table builder is the
-        // only user and holds `&mut self` for the lifetime of the reference.
+        let owned = pa.is_multiple_of(PAGE_SIZE)
+            && self
+                .runs
+                .iter()
+                .any(|&(start, end)| pa >= start && pa < end);
+        // The page-table builder only walks tables it allocated here: anything else is a bug in
+        // exitless, not something a guest can cause.
+        assert!(
+            owned,
+            "stage-2 table at {pa:#x} was not allocated by this VM's frames"
+        );
+        // SAFETY: `pa` is a 4 KiB-aligned frame inside a run this allocator took from the heap
+        // (checked above) and never frees; exitless maps memory identity, so the address is a
+        // valid pointer to 512 descriptors, and the returned borrow of `&mut self` keeps a second
+        // reference from being made while this one lives.
         unsafe { &mut *(pa as *mut [u64; 512]) }
     }
 }
@@ -42,6 +65,8 @@ pub struct GuestMemory {
     pub pa: MemRange,
     /// Stage-2 tables.
     pub stage2: PageTable,
+    /// The frames the stage-2 tables live in.
+    frames: HeapFrames,
 }
 
 /// Why guest memory could not be set up.
@@ -81,28 +106,24 @@ impl GuestMemory {
                 None => p.alloc(ram.size(), RAM_ALIGN),
             })
             .ok_or(MemError::NoMemory(ram.size()))?;
+        let mut frames = HeapFrames::default();
         let mut stage2 =
-            PageTable::new(&mut HeapFrames, Regime::Stage2, ipa_bits).map_err(MemError::Map)?;
+            PageTable::new(&mut frames, Regime::Stage2, ipa_bits).map_err(MemError::Map)?;
         stage2
-            .map(
-                &mut HeapFrames,
-                ram.start,
-                pa.start,
-                ram.size(),
-                Attrs::RWX_RAM,
-            )
+            .map(&mut frames, ram.start, pa.start, ram.size(), Attrs::RWX_RAM)
             .map_err(MemError::Map)?;
         Ok(GuestMemory {
             ipa: ram,
             pa,
             stage2,
+            frames,
         })
     }
 
     /// Maps a device frame (`ipa` -> `pa`) into the guest, read-write, never executable.
     pub fn map_device(&mut self, ipa: u64, pa: u64, size: u64) -> Result<(), MemError> {
         self.stage2
-            .map(&mut HeapFrames, ipa, pa, size, Attrs::DEVICE_RW)
+            .map(&mut self.frames, ipa, pa, size, Attrs::DEVICE_RW)
             .map_err(MemError::Map)
     }
 

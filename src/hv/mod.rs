@@ -10,6 +10,11 @@
 //! * [`irq`]: physical interrupts taken while a guest runs.
 //! * [`console`]: guest console output, console input and its command key.
 //!
+//! Every decision here is the core's (`exitless_core::hv`: placement, passthrough ownership,
+//! interrupt classification, kicks, power-on, stopping and resetting a VM, console input,
+//! the counters report), tested on the host; this module implements the core's small traits
+//! with the GIC, the timer, the UART and guest memory.
+//!
 //! A user's mistake (no bundle, a bad configuration, a missing image, too little memory) ends
 //! the boot with one line that names it and what to do.
 
@@ -25,6 +30,7 @@ use spin::{Mutex, Once};
 
 use crate::arch::{self, timer};
 use crate::drivers::gic::{self, CpuTarget};
+use exitless_core::hv::{self as policy, irq::HostIrqs};
 use exitless_core::platform::{GicInfo, GicVersion, MAX_CPUS, PlatformInfo};
 use exitless_core::vm::bundle::Bundle;
 use exitless_core::vm::config::{Config, HostLimits};
@@ -33,9 +39,6 @@ use exitless_core::vm::image::{self, DTB_MAX_SIZE, LoadPlan};
 use exitless_core::vm::machine::{Vm, VmHost};
 use exitless_core::vm::traps::{self, CpuFeatures};
 use memory::GuestMemory;
-
-/// The physical SGI exitless uses to make another CPU leave its guest.
-pub const KICK_SGI: u32 = 0;
 
 /// What a physical CPU knows about itself and its vCPU.
 pub struct Pcpu {
@@ -78,25 +81,11 @@ pub static VMS: Once<Vec<VmRuntime>> = Once::new();
 /// Physical SPIs passed through, and the VM each belongs to.
 pub static PASSTHROUGH_IRQS: Once<alloc::collections::BTreeMap<u32, usize>> = Once::new();
 static STARTED: AtomicBool = AtomicBool::new(false);
-static PLATFORM: Once<HwFacts> = Once::new();
+static PLATFORM: Once<HostIrqs> = Once::new();
 
-/// Platform facts the runtime needs after boot.
-#[derive(Debug, Clone, Copy)]
-pub struct HwFacts {
-    /// List registers.
-    pub lr_count: usize,
-    /// The maintenance interrupt.
-    pub maintenance: u32,
-    /// Physical EL1 virtual timer PPI.
-    pub vtimer: u32,
-    /// Physical EL1 physical timer PPI.
-    pub ptimer: u32,
-    /// The console UART's interrupt.
-    pub uart_irq: Option<u32>,
-}
-
-/// The platform facts.
-pub fn hw() -> &'static HwFacts {
+/// The platform facts the runtime needs after boot: the list registers and the physical
+/// interrupts exitless itself uses.
+pub fn hw() -> &'static HostIrqs {
     PLATFORM.get().expect("hv::start ran")
 }
 
@@ -124,20 +113,9 @@ fn refuse(args: core::fmt::Arguments<'_>) -> ! {
 /// Creates the VMs described by the bundle in the initrd and runs them. Never returns.
 pub fn start(info: &PlatformInfo<'_>, online: usize) -> ! {
     let facts = gic::get().map(|g| g.facts()).expect("GIC initialised");
-    let timer = info
-        .timer
+    let irqs = HostIrqs::from_platform(info, &facts)
         .unwrap_or_else(|| refuse(format_args!("the device tree has no timer")));
-    PLATFORM.call_once(|| HwFacts {
-        lr_count: facts.lr_count as usize,
-        maintenance: info
-            .gic
-            .as_ref()
-            .and_then(GicInfo::maintenance)
-            .map_or(25, |m| m.intid),
-        vtimer: timer.virt.intid,
-        ptimer: timer.phys.intid,
-        uart_irq: info.console.ok().and_then(|u| u.irq).map(|i| i.intid),
-    });
+    PLATFORM.call_once(|| irqs);
     let Some(initrd) = info.initrd else {
         refuse(format_args!(
             "no VM bundle: the boot loader loaded no initrd. Build one with \
@@ -197,16 +175,16 @@ pub fn start(info: &PlatformInfo<'_>, online: usize) -> ! {
         isar2: arch::vcpu::read_id_reg(exitless_core::trap::esr::SysRegId::new(3, 0, 0, 6, 2)),
         mmfr1: arch::vcpu::read_id_reg(exitless_core::trap::esr::SysRegId::new(3, 0, 0, 7, 1)),
     };
+    let first_pcpus = policy::place_vcpus(config.vms.iter().map(|vc| vc.vcpus));
+    let passthrough = policy::passthrough_map(&config.vms);
     let mut vms = Vec::new();
-    let mut next_pcpu = 0;
-    for (id, vc) in config.vms.into_iter().enumerate() {
+    for ((id, vc), first) in config.vms.into_iter().enumerate().zip(first_pcpus) {
         let name = vc.name.clone();
-        let rt = create_vm(id, vc, &bundle, info, next_pcpu, vtcr, ipa_bits, &features)
+        let rt = create_vm(id, vc, &bundle, info, first, vtcr, ipa_bits, &features)
             .unwrap_or_else(|e| refuse(format_args!("VM '{name}': {e}")));
         for v in 0..rt.vm.vcpus.len() {
-            PCPUS[next_pcpu + v].vcpu.call_once(|| Some((id, v)));
+            PCPUS[first + v].vcpu.call_once(|| Some((id, v)));
         }
-        next_pcpu += rt.vm.vcpus.len();
         vms.push(rt);
     }
     for p in &PCPUS {
@@ -233,23 +211,16 @@ pub fn start(info: &PlatformInfo<'_>, online: usize) -> ! {
             rt.plan.dtb.start,
         );
     }
-    // Passed-through SPIs: level-sensitive, delivered to the CPU of the VM's vCPU 0, linked to
-    // the virtual SPI when they fire (irq.rs).
-    let mut pt = alloc::collections::BTreeMap::new();
+    // Passed-through SPIs: level-sensitive, delivered to the CPU of the VM's vCPU 0 (the guest's
+    // routing moves them later), linked to the virtual SPI when they fire (irq.rs).
     if let Some(g) = gic::get() {
-        for rt in &vms {
-            let Some(target) = PCPUS[rt.vm.vcpus[0].pcpu].target.get() else {
-                continue;
-            };
-            for dev in &rt.vm.config.passthrough {
-                for &irq in &dev.irqs {
-                    pt.insert(irq, rt.vm.id);
-                    g.enable_spi(irq, *target, true);
-                }
+        for (&irq, &vm) in &passthrough {
+            if let Some(target) = PCPUS[vms[vm].vm.vcpus[0].pcpu].target.get() {
+                g.enable_spi(irq, *target, true);
             }
         }
     }
-    PASSTHROUGH_IRQS.call_once(|| pt);
+    PASSTHROUGH_IRQS.call_once(|| passthrough);
     VMS.call_once(|| vms);
     console::init();
     STARTED.store(true, Ordering::Release);

@@ -13,12 +13,18 @@
 //! Stopping a VM (SYSTEM_OFF, SYSTEM_RESET): the vCPU that asked marks the VM, kicks the other
 //! vCPUs out of their guests, waits until they are all off, then prints the counters and powers
 //! the machine off (last VM) or reloads the images and restarts vCPU 0.
+//!
+//! The decisions (when a vCPU starts, whom to kick, how a stop goes, where a linked interrupt
+//! is routed) are the core's (`exitless_core::hv`); this file implements its traits ([`GicCpus`]
+//! for `Cpus`, [`StopOnHw`] for `StopHw`) with the GIC, the timer and guest memory.
 
 use core::sync::atomic::Ordering;
 
 use super::{PCPUS, VMS, VmRuntime, console, hw, irq};
 use crate::arch::{self, timer};
 use crate::drivers::gic;
+use exitless_core::hv::power::{self, StopEnd, StopHw};
+use exitless_core::hv::{self as policy, Cpus};
 use exitless_core::vcpu::exit::{self, ExitKind};
 use exitless_core::vcpu::inject::{self, El1Exception};
 use exitless_core::vcpu::psci::PowerState;
@@ -44,7 +50,7 @@ pub fn pcpu_main(cpu: usize) -> ! {
     let g = gic::get().expect("GIC initialised");
     let h = hw();
     timer::host_event_stream();
-    g.enable_private(super::KICK_SGI);
+    g.enable_private(policy::KICK_SGI);
     g.enable_private(h.maintenance);
     g.enable_private(h.vtimer);
     g.enable_private(h.ptimer);
@@ -58,7 +64,7 @@ pub fn pcpu_main(cpu: usize) -> ! {
     loop {
         let (entry, x0) = wait_power_on(cpu, rt, v);
         match run_vcpu(cpu, rt, v, entry, x0) {
-            RunEnd::CpuOff | RunEnd::VmStopping => set_power(&rt.vm, v, PowerState::Off),
+            RunEnd::CpuOff | RunEnd::VmStopping => power::set_power(&rt.vm, v, PowerState::Off),
             RunEnd::VmDone => {}
         }
     }
@@ -74,24 +80,11 @@ fn idle(cpu: usize) -> ! {
     }
 }
 
-fn set_power(vm: &Vm, v: usize, state: PowerState) {
-    if let Some(slot) = vm.vcpus.get(v) {
-        slot.power.lock().state = state;
-    }
-}
-
 /// Waits until vCPU `v` is to be started; returns its entry point and x0.
 fn wait_power_on(cpu: usize, rt: &VmRuntime, v: usize) -> (u64, u64) {
     loop {
-        {
-            let mut p = rt.vm.vcpus[v].power.lock();
-            if p.state == PowerState::OnPending
-                && rt.vm.state() == VmState::Running
-                && let Some(boot) = p.boot.take()
-            {
-                p.state = PowerState::On;
-                return boot;
-            }
+        if let Some(boot) = power::take_power_on(&rt.vm, v) {
+            return boot;
         }
         if cpu == 0 {
             irq::poll_host(cpu);
@@ -126,21 +119,25 @@ impl ExitHw for Hw {
     }
 }
 
-/// Makes the vCPUs in `mask` leave their guests (physical SGI) or their wait (event).
-pub fn kick(from_cpu: usize, vm: &Vm, mask: u64) {
-    if mask == 0 {
-        return;
-    }
-    let Some(g) = gic::get() else { return };
-    for (v, slot) in vm.vcpus.iter().enumerate() {
-        if mask & (1 << v) != 0
-            && slot.pcpu != from_cpu
-            && let Some(t) = PCPUS.get(slot.pcpu).and_then(|p| p.target.get())
-        {
-            g.send_sgi(*t, super::KICK_SGI);
+/// The physical CPUs as the core's policy reaches them: the kick SGI through the GIC, events
+/// with SEV.
+pub struct GicCpus;
+
+impl Cpus for GicCpus {
+    fn send_kick(&mut self, pcpu: usize) {
+        if let (Some(g), Some(t)) = (gic::get(), PCPUS.get(pcpu).and_then(|p| p.target.get())) {
+            g.send_sgi(*t, policy::KICK_SGI);
         }
     }
-    arch::send_event();
+
+    fn send_event(&mut self) {
+        arch::send_event();
+    }
+}
+
+/// Makes the vCPUs in `mask` leave their guests (physical SGI) or their wait (event).
+pub fn kick(from_cpu: usize, vm: &Vm, mask: u64) {
+    policy::kick(vm, from_cpu, mask, &mut GicCpus);
 }
 
 fn run_vcpu(cpu: usize, rt: &VmRuntime, v: usize, entry: u64, x0: u64) -> RunEnd {
@@ -240,15 +237,10 @@ fn put(g: &gic::Gic, v: usize, vm: &Vm) {
 
 /// Does what the vGIC asked of a linked physical interrupt (a route names a vCPU: its CPU).
 fn apply_phys(g: &gic::Gic, vm: &Vm, op: PhysOp) {
-    let route = match op {
-        PhysOp::Route(_, v) => vm
-            .vcpus
-            .get(v)
-            .and_then(|slot| PCPUS.get(slot.pcpu))
-            .and_then(|p| p.target.get())
-            .copied(),
-        _ => None,
-    };
+    let route = policy::irq::phys_route_cpu(vm, &op)
+        .and_then(|pcpu| PCPUS.get(pcpu))
+        .and_then(|p| p.target.get())
+        .copied();
     g.apply(op, route);
 }
 
@@ -273,64 +265,43 @@ fn inject_abort(regs: &mut GuestRegs, info: &ExitInfo, kind: ExitKind, write: bo
     arch::vcpu::write_exception(exc.elr_el1, exc.spsr_el1, exc.esr_el1, exc.far_el1);
 }
 
-/// The vCPU that stopped or reset its VM: wait for the others, then finish the job.
-fn stop_vm(cpu: usize, rt: &VmRuntime, me: usize) {
-    let vm = &rt.vm;
-    set_power(vm, me, PowerState::Off);
-    let others: u64 = (0..vm.vcpus.len())
-        .filter(|&v| v != me)
-        .fold(0, |m, v| m | 1 << v);
-    kick(cpu, vm, others);
-    let deadline = timer::ticks() + timer::frequency();
-    loop {
-        let running = vm
-            .vcpus
-            .iter()
-            .filter(|s| s.power.lock().state == PowerState::On)
-            .count();
-        if running == 0 {
-            break;
-        }
-        if timer::ticks() > deadline {
-            log::warn!(
-                "VM '{}': {running} vCPU(s) did not stop within 1 s",
-                vm.name()
-            );
-            break;
-        }
-        kick(cpu, vm, others);
-        core::hint::spin_loop();
+/// What stopping a VM needs from the machine, for `exitless_core::hv::power::stop_vm`.
+struct StopOnHw<'a> {
+    cpu: usize,
+    rt: &'a VmRuntime,
+}
+
+impl StopHw for StopOnHw<'_> {
+    fn kick(&mut self, vm: &Vm, mask: u64) {
+        kick(self.cpu, vm, mask);
     }
-    match vm.state() {
-        VmState::Resetting => {
-            log::info!("VM '{}': SYSTEM_RESET: restarting", vm.name());
-            for (v, slot) in vm.vcpus.iter().enumerate() {
-                *slot.power.lock() = exitless_core::vm::machine::VcpuPower {
-                    state: if v == 0 {
-                        PowerState::OnPending
-                    } else {
-                        PowerState::Off
-                    },
-                    boot: (v == 0).then_some((rt.plan.entry, rt.plan.dtb.start)),
-                };
-            }
-            vm.reset_devices();
-            if let Err(e) = super::load_images(rt) {
-                log::error!("VM '{}': cannot reload its images: {e}", vm.name());
-                return;
-            }
-            vm.set_state(VmState::Running);
-            kick(cpu, vm, 1);
+
+    fn now(&mut self) -> u64 {
+        timer::ticks()
+    }
+
+    fn ticks_per_second(&mut self) -> u64 {
+        timer::frequency()
+    }
+
+    fn reload_images(&mut self, _vm: &Vm) -> Result<(), &'static str> {
+        super::load_images(self.rt)
+    }
+
+    fn deactivate(&mut self, intid: u32) {
+        if let Some(g) = gic::get() {
+            g.deactivate(intid);
         }
-        _ => {
-            log::info!("VM '{}' powered off", vm.name());
-            // Its passed-through interrupts must not stay active for ever.
-            let g = gic::get().expect("GIC initialised");
-            for dev in &vm.config.passthrough {
-                for &irq in &dev.irqs {
-                    g.deactivate(irq);
-                }
-            }
+    }
+}
+
+/// The vCPU that stopped or reset its VM: the core's stop policy, then, for a VM that is off,
+/// its counters and, once every VM is off, the machine's power-off.
+fn stop_vm(cpu: usize, rt: &VmRuntime, me: usize) {
+    let boot = (rt.plan.entry, rt.plan.dtb.start);
+    match power::stop_vm(&rt.vm, me, boot, &mut StopOnHw { cpu, rt }) {
+        StopEnd::Restarted { .. } | StopEnd::ReloadFailed(_) => {}
+        StopEnd::PoweredOff { .. } => {
             console::print_counters(rt);
             rt.stopped.store(true, Ordering::Release);
             let all = VMS

@@ -19,8 +19,9 @@
 //! 4. the virtual GIC, `Vm::vgic` (every vGIC operation; a device's line level is read from the
 //!    device first and the device lock dropped before the vGIC lock is taken);
 //! 5. a vCPU's counters, `Vm::vcpus[n].stats`, then the VM's MMIO counters, `VmStats::mmio`;
-//! 6. the shell's own locks (the console multiplexer, then the physical console; a VM's guest
-//!    memory; the free-memory allocator), taken with no VM lock held;
+//! 6. the shell's own locks (the console input state, taken alone; the console multiplexer,
+//!    then the physical console; a VM's guest memory; the free-memory allocator), taken with no
+//!    VM lock held;
 //! 7. the heap allocator's lock, innermost: any code may allocate.
 //!
 //! No VM lock is held across a call into the shell: every [`ExitHw`] call (kick, console
