@@ -125,7 +125,8 @@ check $T vgicv2-on-gicv3 --gic 3 --smp 4 --mem 2G --initrd "$b" --exit \
 	--expect "VM 'linux'.*GICv2.*(compatib|GICV)"
 
 # The console: input reaches the guest's shell (through the physical UART's interrupt and the
-# virtual PL011), the command key prints the counters on demand, `reboot` typed at the shell
+# virtual PL011), the command key prints the counters and the hypervisor's log (its log ring, from
+# the boot banner on) on demand, `reboot` typed at the shell
 # restarts the VM (the guest's init -> PSCI SYSTEM_RESET: images reloaded, vCPU 0 started again,
 # Linux boots again), `poweroff` stops it (PSCI SYSTEM_OFF: counters, then the machine is off).
 b=$(bash scripts/mk-default-bundle.sh linux) || fails=$((fails + 1))
@@ -134,10 +135,12 @@ check $T linux-console --smp 2 --mem 2G --initrd "$b" --exit --timeout 300 \
 	--send 1 "echo hello-\$((6*7))"$'\n' --expect "hello-42" \
 	--send 2 $'\x1dc' --expect "=== counters of VM 'linux' ===" \
 	--expect "exits for interrupt acknowledge and completion .*: 0" \
-	--send 4 "reboot"$'\n' --expect "exitless-guest: reboot" \
+	--send 4 $'\x1dl' --expect "=== hypervisor log \\([0-9]+ bytes no longer kept; 0 bytes the UART dropped\\) ===" \
+	--expect "exitless [0-9.]+ starting at EL2" --expect "=== end of the hypervisor log ===" \
+	--send 7 "reboot"$'\n' --expect "exitless-guest: reboot" \
 	--expect "VM 'linux': SYSTEM_RESET: restarting" \
 	--expect "Booting Linux" --expect "exitless-guest: interactive shell" \
-	--send 8 "poweroff"$'\n' --expect "exitless-guest: poweroff" \
+	--send 11 "poweroff"$'\n' --expect "exitless-guest: poweroff" \
 	--expect "VM 'linux' powered off" --expect "=== counters of VM 'linux' ===" \
 	--expect "exits for interrupt acknowledge and completion .*: 0" \
 	--expect "all VMs are off: powering the machine off"

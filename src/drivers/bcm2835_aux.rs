@@ -48,11 +48,14 @@ impl MiniUart {
         Self { regs }
     }
 
-    /// Sends one byte, waiting for room in the FIFO.
-    pub fn put(&self, byte: u8) {
-        while !self.regs.LSR.is_set(LSR::TX_EMPTY) {
-            core::hint::spin_loop();
-        }
+    /// True if the transmit FIFO can take one byte.
+    pub fn tx_ready(&self) -> bool {
+        self.regs.LSR.is_set(LSR::TX_EMPTY)
+    }
+
+    /// Writes one byte to the transmit FIFO (the caller checked [`MiniUart::tx_ready`]; the
+    /// console's `uart_tx::TxGuard` bounds the wait).
+    pub fn send(&self, byte: u8) {
         self.regs.IO.set(byte as u32);
     }
 

@@ -1,6 +1,13 @@
 //! The hypervisor's console: the UART that `/chosen/stdout-path` names, behind one lock, and
 //! the `log` logger that writes every message to it with a time/CPU/level prefix.
 //!
+//! No wait on the UART is unbounded: every byte goes through the core's
+//! `util::uart_tx::TxGuard`, which drops (and counts) a byte the transmitter has no room for
+//! within 10 ms, and then stops waiting until it drains again; a console that never drains costs
+//! one register read per byte and the boot goes on. Everything the hypervisor itself prints also
+//! goes to a log ring (`util::log_ring`, [`LOG_RING_SIZE`] bytes) that the console command
+//! Ctrl-] l prints again.
+//!
 //! Invariant: exitless runs with interrupts masked at EL2, so a plain spin lock is enough; the
 //! panic path takes the lock with a bounded wait and writes anyway if it is stuck, so a CPU that
 //! died holding the lock cannot silence the panic message.
@@ -15,7 +22,12 @@ use super::pl011::Pl011;
 use crate::arch;
 use exitless_core::platform::{UartInfo, UartKind};
 use exitless_core::util::console_mux::Screen;
+use exitless_core::util::log_ring::LogRing;
 use exitless_core::util::logfmt::Prefix;
+use exitless_core::util::uart_tx::{self, TxGuard, TxPort};
+
+/// Bytes of the hypervisor's own console output kept for Ctrl-] l.
+pub const LOG_RING_SIZE: usize = 16 << 10;
 
 /// The console UART.
 pub enum Uart {
@@ -25,14 +37,32 @@ pub enum Uart {
     MiniUart(MiniUart),
 }
 
-impl Uart {
-    fn put(&self, byte: u8) {
+impl TxPort for &Uart {
+    fn tx_ready(&mut self) -> bool {
         match self {
-            Uart::Pl011(u) => u.put(byte),
-            Uart::MiniUart(u) => u.put(byte),
+            Uart::Pl011(u) => u.tx_ready(),
+            Uart::MiniUart(u) => u.tx_ready(),
         }
     }
 
+    fn send(&mut self, byte: u8) {
+        match self {
+            Uart::Pl011(u) => u.send(byte),
+            Uart::MiniUart(u) => u.send(byte),
+        }
+    }
+}
+
+/// The generic timer's counter, for the transmit guard's deadline.
+struct Counter;
+
+impl uart_tx::Clock for Counter {
+    fn now(&mut self) -> u64 {
+        arch::timer::ticks()
+    }
+}
+
+impl Uart {
     /// A received byte, if one is waiting.
     pub fn get(&self) -> Option<u8> {
         match self {
@@ -52,12 +82,27 @@ impl Uart {
 
 struct Console {
     uart: Option<Uart>,
+    /// The bound on waiting for the transmitter, and the bytes it dropped.
+    tx: TxGuard,
+    /// The hypervisor's own output, for Ctrl-] l.
+    ring: LogRing<LOG_RING_SIZE>,
     /// A guest's output left the cursor mid-line: the hypervisor ends that line before it
     /// prints its own (`util::console_mux`).
     guest_mid_line: bool,
 }
 
 impl Console {
+    /// Sends raw bytes to the UART (`\n` as `\r\n`), each wait bounded.
+    fn transmit(&mut self, bytes: &[u8]) {
+        let Some(uart) = &self.uart else { return };
+        for &b in bytes {
+            if b == b'\n' {
+                self.tx.put(&mut &*uart, &mut Counter, b'\r');
+            }
+            self.tx.put(&mut &*uart, &mut Counter, b);
+        }
+    }
+
     /// Ends a guest's unfinished line, so that what the hypervisor prints starts a line.
     fn end_guest_line(&mut self) {
         if core::mem::take(&mut self.guest_mid_line) {
@@ -66,22 +111,19 @@ impl Console {
     }
 }
 
+/// The hypervisor's own text: to the log ring and the UART.
 impl Write for Console {
     fn write_str(&mut self, s: &str) -> fmt::Result {
-        if let Some(uart) = &self.uart {
-            for b in s.bytes() {
-                if b == b'\n' {
-                    uart.put(b'\r');
-                }
-                uart.put(b);
-            }
-        }
+        self.ring.write(s.as_bytes());
+        self.transmit(s.as_bytes());
         Ok(())
     }
 }
 
 static CONSOLE: Mutex<Console> = Mutex::new(Console {
     uart: None,
+    tx: TxGuard::new(0),
+    ring: LogRing::new(),
     guest_mid_line: false,
 });
 
@@ -98,7 +140,9 @@ pub unsafe fn init(info: &UartInfo) {
         // SAFETY: forwarded from the caller.
         UartKind::Bcm2835Aux => Uart::MiniUart(unsafe { MiniUart::new(info.base as usize) }),
     };
-    CONSOLE.lock().uart = Some(uart);
+    let mut c = CONSOLE.lock();
+    c.uart = Some(uart);
+    c.tx = TxGuard::for_frequency(arch::timer::frequency());
 }
 
 /// Writes formatted text to the console (no prefix), on a line of its own if a guest left one
@@ -121,14 +165,7 @@ pub fn guest_screen() -> GuestScreen {
 impl Screen for GuestScreen {
     /// Raw bytes; `\n` becomes `\r\n`.
     fn write(&mut self, bytes: &[u8]) {
-        if let Some(uart) = &self.0.uart {
-            for &b in bytes {
-                if b == b'\n' {
-                    uart.put(b'\r');
-                }
-                uart.put(b);
-            }
-        }
+        self.0.transmit(bytes);
     }
     fn mid_line(&self) -> bool {
         self.0.guest_mid_line
@@ -160,6 +197,40 @@ pub fn print_emergency(args: fmt::Arguments<'_>) {
     // which stays valid.
     unsafe { CONSOLE.force_unlock() };
     let _ = CONSOLE.lock().write_fmt(args);
+}
+
+/// Prints the log ring again (the hypervisor's own lines, oldest first, from a line start),
+/// framed, with how many bytes the transmitter dropped. The frame is not kept in the ring.
+pub fn replay_log() {
+    let mut c = CONSOLE.lock();
+    c.end_guest_line();
+    let head = alloc::format!(
+        "=== hypervisor log ({} bytes no longer kept; {} bytes the UART dropped) ===\n",
+        c.ring.lost(),
+        c.tx.dropped()
+    );
+    c.transmit(head.as_bytes());
+    // Copied out in pieces: the ring cannot be borrowed while the console transmits.
+    let mut buf = [0u8; 256];
+    let mut at = 0;
+    loop {
+        let n = {
+            let (a, b) = c.ring.contents();
+            let rest = a.iter().chain(b.iter()).skip(at);
+            let mut n = 0;
+            for (slot, &byte) in buf.iter_mut().zip(rest) {
+                *slot = byte;
+                n += 1;
+            }
+            n
+        };
+        if n == 0 {
+            break;
+        }
+        c.transmit(&buf[..n]);
+        at += n;
+    }
+    c.transmit(b"=== end of the hypervisor log ===\n");
 }
 
 /// Reads a byte from the console, if one is waiting.

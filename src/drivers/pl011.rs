@@ -75,11 +75,14 @@ impl Pl011 {
         uart
     }
 
-    /// Sends one byte, waiting while the transmit FIFO is full.
-    pub fn put(&self, byte: u8) {
-        while self.regs.FR.is_set(FR::TXFF) {
-            core::hint::spin_loop();
-        }
+    /// True if the transmit FIFO has room for one byte.
+    pub fn tx_ready(&self) -> bool {
+        !self.regs.FR.is_set(FR::TXFF)
+    }
+
+    /// Writes one byte to the transmit FIFO (the caller checked [`Pl011::tx_ready`]; the
+    /// console's `uart_tx::TxGuard` bounds the wait).
+    pub fn send(&self, byte: u8) {
         self.regs.DR.set(byte as u32);
     }
 

@@ -6,7 +6,8 @@
 //!   a line start ([`exitless_core::util::console_mux`]).
 //! * Input: bytes typed on the console go to the VM that has the focus (the one with
 //!   `console = true`, else the first). The command key is **Ctrl-]** followed by:
-//!   `c` print every VM's counters, `n` move the focus to the next VM, `h` help;
+//!   `c` print every VM's counters, `l` print the hypervisor's log again, `n` move the focus
+//!   to the next VM, `h` help;
 //!   Ctrl-] twice sends one Ctrl-] to the guest.
 
 use spin::Mutex;
@@ -93,6 +94,7 @@ pub fn input(cpu: usize) {
                     print_counters(rt);
                 }
             }
+            Input::Log => console::replay_log(),
             Input::Focus { vm } => {
                 if let Some(m) = MUX.lock().as_mut() {
                     m.set_focus(vm, vm_name, &mut console::guest_screen());
@@ -100,8 +102,8 @@ pub fn input(cpu: usize) {
                 log::info!("console input now goes to VM '{}'", vm_name(vm));
             }
             Input::Help => log::info!(
-                "console commands: Ctrl-] c counters, Ctrl-] n next VM (input goes to '{}'), \
-                 Ctrl-] Ctrl-] a literal Ctrl-]",
+                "console commands: Ctrl-] c counters, Ctrl-] l the hypervisor's log again, \
+                 Ctrl-] n next VM (input goes to '{}'), Ctrl-] Ctrl-] a literal Ctrl-]",
                 focus_name()
             ),
         }

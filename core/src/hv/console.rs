@@ -2,7 +2,8 @@
 //!
 //! Bytes typed on the console go to the VM with the focus: the first with `console = true` in
 //! its configuration, else the first VM. The command key is **Ctrl-]** followed by `c` (print
-//! every VM's counters), `n` (move the focus to the next VM, wrapping) or anything else (help);
+//! every VM's counters), `l` (print the hypervisor's log again, from its log ring), `n` (move
+//! the focus to the next VM, wrapping) or anything else (help);
 //! Ctrl-] twice sends one Ctrl-] to the guest. A command key split across two reads of the
 //! UART is still one command: the state lives here, not in a read loop.
 //!
@@ -25,6 +26,8 @@ pub enum Input {
     CommandPending,
     /// Ctrl-] c: print every VM's counters.
     Counters,
+    /// Ctrl-] l: print the hypervisor's log again (its log ring).
+    Log,
     /// Ctrl-] n: the focus moved to VM `vm`.
     Focus {
         /// The VM that has the focus now.
@@ -72,6 +75,7 @@ impl ConsoleInput {
             return match byte {
                 COMMAND_KEY => self.deliver(byte),
                 b'c' | b'C' => Input::Counters,
+                b'l' | b'L' => Input::Log,
                 b'n' | b'N' => {
                     self.focus = (self.focus + 1) % self.vms.max(1);
                     Input::Focus { vm: self.focus }

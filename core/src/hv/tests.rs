@@ -166,10 +166,13 @@ fn command_key_n_moves_the_focus_to_the_next_vm_and_wraps() {
 }
 
 #[test]
-fn command_key_c_asks_for_counters_and_any_other_key_for_help_and_neither_reaches_the_guest() {
+fn command_key_c_asks_for_counters_l_for_the_log_any_other_key_for_help_and_none_reaches_the_guest()
+{
     let mut c = ConsoleInput::new([true, false]);
     c.key(COMMAND_KEY);
     assert_eq!(c.key(b'c'), Input::Counters);
+    c.key(COMMAND_KEY);
+    assert_eq!(c.key(b'l'), Input::Log);
     c.key(COMMAND_KEY);
     assert_eq!(c.key(b'?'), Input::Help);
     assert_eq!(c.focus(), 0);
