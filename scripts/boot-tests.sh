@@ -28,8 +28,12 @@ banner virt-gicv4-max 4 max GICv4
 
 # Raspberry Pi 4 under QEMU 10: loaded at 0x200000, GIC-400 with 4 LRs, three secondaries
 # released from the spin-table, powered off through the PM watchdog.
+# exitless owns the Pi's console: it routes GPIO 14/15 to UART0 and programs the PL011 itself
+# (the register values are read back into the log line).
+PICONSOLE="console: UART0 \\(PL011 at 0xfe201000\\) set up by exitless: GPIO 14/15 ALT0 \\(GPFSEL1 0x00024000\\), 115200 8N1 from 48 MHz \\(IBRD 26, FBRD 3, LCR_H 0x70, CR 0x301\\)"
 check $T rpi4b --machine raspi4b --exit --timeout 120 \
 	--expect "starting at EL2 \(non-VHE\) on \"Raspberry Pi 4 Model B\", image at 0x200000" \
+	--expect "$PICONSOLE" \
 	--expect "GIC: GICv2: 224 interrupt IDs, 4 list registers" \
 	--expect "CPU 1 online" --expect "CPU 2 online" --expect "CPU 3 online" \
 	--expect "all 4 CPUs online" --expect "no VM bundle"
@@ -101,15 +105,25 @@ linux linux-rpi4b linux-v2-test 2 "$V2LINE" --machine raspi4b "${V2ALSO[@]}"
 linux linux-v2-passthrough linux-v2-passthrough-test 2 "$V2LINE" --gic 2 --smp 4 \
 	"${V2ALSO[@]}" "${PTALSO[@]}"
 # The Raspberry Pi 4 SD card (make rpi4) as the firmware would use it: the unmodified Debian
-# DTB (the console is the mini UART, QEMU's second serial port), the rpi4 bundle, an interactive
-# shell reached through console input, and `poweroff` typed there powering everything off.
+# DTB, whose stdout-path names the mini UART; exitless sets up UART0 (QEMU's first serial port,
+# GPIO 14/15 on the board) and uses it instead. The rpi4 bundle, an interactive shell reached
+# through console input, and `poweroff` typed there powering everything off.
 sd=$(bash scripts/mk-rpi4-sd.sh) || fails=$((fails + 1))
 check $T rpi4-sdcard --machine raspi4b --kernel "$sd/exitless.img" --dtb "$sd/bcm2711-rpi-4-b.dtb" \
-	--initrd "$sd/exitless.cpio" --serial 1 --exit --timeout 300 \
+	--initrd "$sd/exitless.cpio" --serial 0 --exit --timeout 300 \
 	--expect "starting at EL2 \\(non-VHE\\) on \"Raspberry Pi 4 Model B\", image at 0x200000" \
+	--expect "$PICONSOLE" \
 	--expect "VM 'linux': 2 vCPUs.*vGICv2" --expect "exitless-guest: interactive shell" \
-	--send 3 "poweroff"$'\n' --expect "exitless-guest: poweroff" \
+	--send 4 "poweroff"$'\n' --expect "exitless-guest: poweroff" \
 	--expect "VM 'linux' powered off" --expect "all VMs are off"
+# A console whose device-tree node has no interrupt: CPU 0 polls it, and typing still works.
+dtb=$(bash scripts/rpi4-dtb.sh) && cp "$dtb" out/logs/rpi4-noirq.dtb &&
+	fdtput -d out/logs/rpi4-noirq.dtb /soc/serial@7e201000 interrupts || fails=$((fails + 1))
+b=$(bash scripts/mk-default-bundle.sh linux-v2) || fails=$((fails + 1))
+check $T rpi4-console-polled --machine raspi4b --dtb out/logs/rpi4-noirq.dtb --initrd "$b" \
+	--exit --timeout 300 --expect "exitless-guest: interactive shell" \
+	--send 1 "echo polled-\$((6*7))"$'\n' --expect "polled-42" \
+	--send 2 "poweroff"$'\n' --expect "all VMs are off"
 # Two VMs at once (2 vCPUs each on CPUs 0-1 and 2-3), output in whole lines prefixed with their
 # names (never two VMs on one line); the machine powers off when the second one does.
 b=$(bash scripts/mk-default-bundle.sh two-vms-test) || fails=$((fails + 1))

@@ -111,9 +111,15 @@ extern "C" fn primary_main(dtb_pa: u64, el: u64, load: u64) -> ! {
     let info = PlatformInfo::parse(&fdt, dtb_pa);
     power::init(info.psci, info.bcm2835_pm);
 
+    // A Raspberry Pi 4: exitless routes and programs UART0 itself (platform::bcm2711).
+    let owned = info.owned_console.map(|o| {
+        // SAFETY: the GPIO block and UART0 come from the device tree's BCM2711 nodes; the MMU
+        // is off, so they are reached directly; nothing else drives them yet.
+        (o, unsafe { console::setup_owned(&o) })
+    });
     match &info.console {
-        // SAFETY: the UART is the one `/chosen/stdout-path` names; the MMU is off and later
-        // maps it as device memory; nothing else drives it.
+        // SAFETY: the UART is the one `/chosen/stdout-path` names (or UART0, set up above);
+        // the MMU is off and later maps it as device memory; nothing else drives it.
         Ok(uart) => unsafe { console::init(uart) },
         Err(problem) => {
             let guess = fallback::guess(load);
@@ -140,6 +146,28 @@ extern "C" fn primary_main(dtb_pa: u64, el: u64, load: u64) -> ! {
         "{VERSION} starting at EL2{from} (non-VHE) on {:?}, image at {load:#x}, DTB at {dtb_pa:#x}",
         info.model
     );
+    if let Some((o, done)) = owned {
+        match done.uart {
+            Some(u) => log::info!(
+                "console: UART0 (PL011 at {:#x}) set up by exitless: GPIO 14/15 ALT0 (GPFSEL1 \
+                 {:#010x}), {} 8N1 from {} MHz (IBRD {}, FBRD {}, LCR_H {:#x}, CR {:#x}){}",
+                o.uart.base,
+                done.gpfsel1,
+                o.baud,
+                o.clock_hz / 1_000_000,
+                u.ibrd,
+                u.fbrd,
+                u.lcr_h,
+                u.cr,
+                if u.was_idle {
+                    ""
+                } else {
+                    "; it was still busy"
+                }
+            ),
+            None => log::warn!("console: no PL011 divisor for {} baud", o.baud),
+        }
+    }
     if let Some((word, _)) = opts.bad {
         log::warn!("ignoring unknown option {word:?} (known: exitless.log=<level>)");
     }

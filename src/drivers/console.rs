@@ -18,9 +18,10 @@ use log::{LevelFilter, Log, Metadata, Record};
 use spin::Mutex;
 
 use super::bcm2835_aux::MiniUart;
+use super::mmio::RawRegs;
 use super::pl011::Pl011;
 use crate::arch;
-use exitless_core::platform::{UartInfo, UartKind};
+use exitless_core::platform::{UartInfo, UartKind, bcm2711};
 use exitless_core::util::console_mux::Screen;
 use exitless_core::util::log_ring::LogRing;
 use exitless_core::util::logfmt::Prefix;
@@ -143,6 +144,32 @@ pub unsafe fn init(info: &UartInfo) {
     let mut c = CONSOLE.lock();
     c.uart = Some(uart);
     c.tx = TxGuard::for_frequency(arch::timer::frequency());
+}
+
+/// What [`setup_owned`] did, read back from the registers.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnedSetup {
+    /// GPFSEL1 after routing GPIO 14/15.
+    pub gpfsel1: u32,
+    /// The UART's registers after programming (`None`: the divisor does not fit).
+    pub uart: Option<bcm2711::Pl011Setup>,
+}
+
+/// Sets up the Raspberry Pi 4's UART0 console as the core's `platform::bcm2711` says: GPIO
+/// 14/15 to ALT0, then the PL011's baud, format and enables. Call before [`init`].
+///
+/// # Safety
+///
+/// `owned` must describe the BCM2711's GPIO block and UART0 from the device tree, reachable
+/// (MMU off, or mapped as device memory), and nothing else may drive them meanwhile.
+pub unsafe fn setup_owned(owned: &bcm2711::OwnedConsole) -> OwnedSetup {
+    // SAFETY: forwarded from the caller: the GPIO block; the offsets used are its registers.
+    let mut gpio = unsafe { RawRegs::new(owned.gpio as usize) };
+    // SAFETY: forwarded from the caller: UART0, a PL011; the offsets used are its registers.
+    let mut uart = unsafe { RawRegs::new(owned.uart.base as usize) };
+    let gpfsel1 = bcm2711::route_uart0_pins(&mut gpio);
+    let uart = bcm2711::setup_pl011(&mut uart, owned.clock_hz, owned.baud);
+    OwnedSetup { gpfsel1, uart }
 }
 
 /// Writes formatted text to the console (no prefix), on a line of its own if a guest left one

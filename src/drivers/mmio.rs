@@ -50,3 +50,34 @@ impl<T> Deref for MmioRef<T> {
 unsafe impl<T> Send for MmioRef<T> {}
 // SAFETY: as for `Send`: all access goes through the cells' volatile reads and writes.
 unsafe impl<T> Sync for MmioRef<T> {}
+
+/// A block of 32-bit registers reached by byte offset with volatile accesses: the shell's side
+/// of the core's `platform::bcm2711::RegisterBlock`, for register sequences the core decides.
+pub struct RawRegs {
+    base: usize,
+}
+
+impl RawRegs {
+    /// The register block at `base`.
+    ///
+    /// # Safety
+    ///
+    /// `base` must be a device's register block, mapped as Device memory (or the MMU off), that
+    /// no other code drives while this value is used, and every offset the user passes must be
+    /// a 4-byte-aligned register of that device.
+    pub const unsafe fn new(base: usize) -> Self {
+        Self { base }
+    }
+}
+
+impl exitless_core::platform::bcm2711::RegisterBlock for RawRegs {
+    fn read(&mut self, offset: usize) -> u32 {
+        // SAFETY: `new`'s caller promised a device register at `base + offset`.
+        unsafe { core::ptr::read_volatile((self.base + offset) as *const u32) }
+    }
+
+    fn write(&mut self, offset: usize, value: u32) {
+        // SAFETY: as for `read`.
+        unsafe { core::ptr::write_volatile((self.base + offset) as *mut u32, value) }
+    }
+}

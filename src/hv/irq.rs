@@ -7,7 +7,8 @@
 //!   with the list register's HW bit and left active, so that the guest's completion
 //!   deactivates them in hardware (no exit for the completion);
 //! * the kick SGI and the maintenance interrupt are deactivated and counted (the vGIC fold and
-//!   flush around every exit do the work); the console UART's interrupt is input to read;
+//!   flush around every exit do the work); the console UART's interrupt is input to read (a
+//!   console with no interrupt is polled instead, on CPU 0 at every interrupt exit);
 //!   anything else is deactivated and logged once.
 //!
 //! The host runs with EOImode=1: EOIR is the priority drop, DIR the deactivation.
@@ -46,6 +47,11 @@ pub fn handle_guest(cpu: usize, rt: &VmRuntime, v: usize) {
         if !kind.is_linked() {
             g.deactivate(id);
         }
+    }
+    // A console without an interrupt in the device tree: CPU 0 polls it at each interrupt exit
+    // (at least every guest timer tick), so typed input still arrives.
+    if cpu == 0 && hw().uart.is_none() {
+        console::input(cpu);
     }
 }
 

@@ -3,6 +3,9 @@
 //! virt and the Raspberry Pi 4 differ only in what their trees say. The one exception is
 //! [`fallback`], a clearly named guess used only to print an error when there is no usable tree.
 //!
+//! One board gets more than its tree: on a Raspberry Pi 4 exitless owns its console
+//! ([`bcm2711`]), because the firmware's choice of console cannot be trusted.
+//!
 //! Bindings followed (Linux `Documentation/devicetree/bindings`): `arm,gic` (GICv2 and its
 //! virtualization frames), `arm,gic-v3` (redistributor regions, ITS children), `arm,psci`,
 //! `arm,armv8-timer`, `arm,pl011`, `brcm,bcm2835-aux-uart`, `cpus` enable methods (`psci`,
@@ -11,6 +14,7 @@
 //! Invariant: parsing never allocates (it runs before the heap exists) and never panics on any
 //! blob: [`dt::validate`] has checked the structure, and everything else is an `Option`.
 
+pub mod bcm2711;
 pub mod dt;
 pub mod fallback;
 
@@ -53,8 +57,12 @@ pub struct PlatformInfo<'a> {
     pub dtb: MemRange,
     /// The initrd the boot loader loaded (`/chosen/linux,initrd-start/end`).
     pub initrd: Option<MemRange>,
-    /// The console UART named by `/chosen/stdout-path`.
+    /// The console UART: the one `/chosen/stdout-path` names, or, on a Raspberry Pi 4, UART0,
+    /// which exitless sets up itself ([`PlatformInfo::owned_console`]).
     pub console: Result<UartInfo, ConsoleProblem>,
+    /// On a Raspberry Pi 4 (BCM2711): the console exitless routes and programs itself, whatever
+    /// `stdout-path` and the firmware chose ([`bcm2711`]).
+    pub owned_console: Option<bcm2711::OwnedConsole>,
     /// The interrupt controller.
     pub gic: Option<GicInfo>,
     /// CPUs in tree order, at most [`MAX_CPUS`].
@@ -325,6 +333,7 @@ impl<'a> PlatformInfo<'a> {
             dtb,
             initrd,
             console: Err(ConsoleProblem::NotNamed),
+            owned_console: None,
             gic: None,
             cpus: Vec::new(),
             cpus_ignored: 0,
@@ -346,7 +355,11 @@ impl<'a> PlatformInfo<'a> {
             info.visit(node, bus, path, &mut pl011_fallback);
             false
         });
-        info.console = find_console(fdt, chosen.as_ref(), pl011_fallback);
+        info.owned_console = bcm2711::owned_console(fdt);
+        info.console = match info.owned_console {
+            Some(owned) => Ok(owned.uart),
+            None => find_console(fdt, chosen.as_ref(), pl011_fallback),
+        };
         info
     }
 

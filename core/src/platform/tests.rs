@@ -34,6 +34,35 @@ fn with_platform(name: &str, dtb_pa: u64, f: impl FnOnce(&PlatformInfo<'_>)) {
     f(&info);
 }
 
+/// `scripts/fixtures/<name>.dts` with each `(from, to)` text replacement made (each `from` must
+/// be there), compiled with dtc.
+fn patched_fixture(name: &str, edits: &[(&str, &str)]) -> Vec<u8> {
+    use std::io::Write as _;
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let mut text =
+        std::fs::read_to_string(root.join("scripts/fixtures").join(format!("{name}.dts")))
+            .expect("fixture source");
+    for (from, to) in edits {
+        assert!(text.contains(from), "{name}.dts has no {from:?}");
+        text = text.replacen(from, to, 1);
+    }
+    let mut child = Command::new("dtc")
+        .args(["-q", "-I", "dts", "-O", "dtb", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("dtc (device-tree-compiler) is needed by the platform tests: run scripts/setup.sh");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "dtc failed on the patched {name}.dts");
+    out.stdout
+}
+
 fn r(start: u64, size: u64) -> MemRange {
     MemRange::with_size(start, size).unwrap()
 }
@@ -250,10 +279,89 @@ fn rpi4_firmware_dtb_has_empty_memory_until_filled() {
     with_platform("rpi4b-firmware", 0x0800_0000, |p| {
         assert!(p.memory.is_empty(), "reg = <0 0 0> describes no RAM");
         assert_eq!(p.check(), Err(PlatformError::NoMemory));
-        let uart = p.console.expect("the firmware DTB names the mini UART");
-        assert_eq!(uart.kind, UartKind::Bcm2835Aux);
-        assert_eq!(uart.base, 0xfe21_5040);
     });
+}
+
+#[test]
+fn rpi4_console_is_uart0_owned_by_exitless_whatever_stdout_path_names() {
+    // Debian's DTB names the mini UART (serial1) as stdout-path; exitless sets up UART0.
+    with_platform("rpi4b-firmware", 0x0800_0000, |p| {
+        let owned = p.owned_console.expect("a BCM2711 with UART0 and GPIO");
+        assert_eq!(owned.uart.kind, UartKind::Pl011);
+        assert_eq!(owned.uart.base, 0xfe20_1000);
+        assert_eq!(owned.gpio, 0xfe20_0000, "GPIO block through the soc ranges");
+        assert_eq!((owned.clock_hz, owned.baud), (48_000_000, 115_200));
+        assert_eq!(p.console, Ok(owned.uart));
+        assert_eq!(
+            owned.uart.irq,
+            Some(Interrupt {
+                intid: 153,
+                level: true
+            }),
+            "console input: UART0's SPI 121"
+        );
+    });
+}
+
+#[test]
+fn only_a_bcm2711_gets_an_owned_console() {
+    for name in ["virt-gicv2", "virt-gicv3", "virt-gicv4"] {
+        with_platform(name, 0x4800_0000, |p| {
+            assert_eq!(p.owned_console, None, "{name}");
+            assert_eq!(p.console.map(|u| u.base), Ok(0x0900_0000), "{name}");
+        });
+    }
+}
+
+#[test]
+fn rpi4_8gb_tree_as_the_firmware_fills_it() {
+    // What start4.elf writes into the DTB of an 8 GB board: four RAM ranges (two above 4 GiB,
+    // 32-bit size cells), the initrd in 32-bit `linux,initrd-*` cells, cmdline.txt as bootargs.
+    let blob = patched_fixture(
+        "rpi4b-firmware",
+        &[
+            (
+                "device_type = \"memory\";\n\t\treg = <0x00 0x00 0x00>;",
+                "device_type = \"memory\"; reg = <0x00 0x00 0x3b400000 0x00 0x40000000 0xbc000000 \
+                 0x01 0x00 0x80000000 0x01 0x80000000 0x80000000>;",
+            ),
+            (
+                "stdout-path = \"serial1:115200n8\";",
+                "stdout-path = \"serial1:115200n8\"; linux,initrd-start = <0x2e000000>; \
+                 linux,initrd-end = <0x2f0a0000>; bootargs = \"exitless.log=debug\";",
+            ),
+        ],
+    );
+    let fdt = dt::validate(&blob).expect("filled tree validates");
+    let p = PlatformInfo::parse(&fdt, 0x2eff_2000);
+    assert_eq!(
+        p.memory.as_slice(),
+        &[
+            r(0, 0x3b40_0000),
+            r(0x4000_0000, 0xbc00_0000),
+            r(0x1_0000_0000, 0x8000_0000),
+            r(0x1_8000_0000, 0x8000_0000)
+        ]
+    );
+    let initrd = MemRange {
+        start: 0x2e00_0000,
+        end: 0x2f0a_0000,
+    };
+    assert_eq!(p.initrd, Some(initrd));
+    assert!(
+        p.reserved
+            .iter()
+            .any(|x| x.kind == ReservedKind::Initrd && x.range == initrd)
+    );
+    assert_eq!(p.bootargs, "exitless.log=debug");
+    assert_eq!(p.psci, None, "no PSCI: secondaries from the spin-table");
+    assert!(
+        p.cpus
+            .iter()
+            .all(|c| matches!(c.enable, EnableMethod::SpinTable { .. }))
+    );
+    assert_eq!(p.console.map(|u| u.base), Ok(0xfe20_1000));
+    assert!(p.check().is_ok(), "{:?}", p.check());
 }
 
 #[test]
