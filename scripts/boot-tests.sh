@@ -107,15 +107,17 @@ linux linux-v2-passthrough linux-v2-passthrough-test 2 "$V2LINE" --gic 2 --smp 4
 # The Raspberry Pi 4 SD card (make rpi4) as the firmware would use it: the unmodified Debian
 # DTB, whose stdout-path names the mini UART; exitless sets up UART0 (QEMU's first serial port,
 # GPIO 14/15 on the board) and uses it instead. The rpi4 bundle, an interactive shell reached
-# through console input, and `poweroff` typed there powering everything off.
+# through console input, and `poweroff` typed there powering everything off. QEMU does not run
+# the firmware, so the test passes cmdline.txt as the firmware would (/chosen/bootargs).
 sd=$(bash scripts/mk-rpi4-sd.sh) || fails=$((fails + 1))
 check $T rpi4-sdcard --machine raspi4b --kernel "$sd/exitless.img" --dtb "$sd/bcm2711-rpi-4-b.dtb" \
-	--initrd "$sd/exitless.cpio" --serial 0 --exit --timeout 300 \
+	--initrd "$sd/exitless.cpio" --append "$(cat "$sd/cmdline.txt")" --serial 0 --exit --timeout 300 \
 	--expect "starting at EL2 \\(non-VHE\\) on \"Raspberry Pi 4 Model B\", image at 0x200000" \
 	--expect "$PICONSOLE" \
 	--expect "VM 'linux': 2 vCPUs.*vGICv2" --expect "exitless-guest: interactive shell" \
 	--send 4 "poweroff"$'\n' --expect "exitless-guest: poweroff" \
-	--expect "VM 'linux' powered off" --expect "all VMs are off"
+	--expect "VM 'linux' powered off" --expect "all VMs are off" \
+	--forbid "ignoring unknown option"
 # A console whose device-tree node has no interrupt: CPU 0 polls it, and typing still works.
 dtb=$(bash scripts/rpi4-dtb.sh) && cp "$dtb" out/logs/rpi4-noirq.dtb &&
 	fdtput -d out/logs/rpi4-noirq.dtb /soc/serial@7e201000 interrupts || fails=$((fails + 1))
