@@ -167,12 +167,12 @@ fn run_vcpu(cpu: usize, rt: &VmRuntime, v: usize, entry: u64, x0: u64) -> RunEnd
             let mut vgic = vm.vgic.lock();
             vgic.flush(v, &mut shadow);
             let kicks = vgic.take_kicks();
-            // This vCPU's physical work: only its own CPU may do it (banked PPIs).
-            let ops = vgic.take_phys(v);
+            let phys_work = vgic.has_phys(v);
             drop(vgic);
             kick(cpu, vm, kicks);
-            for op in ops {
-                apply_phys(g, vm, op);
+            // This vCPU's physical work: only its own CPU may do it (banked PPIs).
+            if phys_work {
+                drain_phys(g, vm, v, |_| true);
             }
         }
         g.load_lrs(&shadow, lr_count, prev_used);
@@ -223,13 +223,21 @@ fn put(g: &gic::Gic, v: usize, vm: &Vm) {
     g.reset_virtual(h.lr_count);
     arch::vcpu::unload_control(traps::host_hcr());
     timer::host_event_stream();
-    let mut vgic = vm.vgic.lock();
-    vgic.reset_vcpu(v);
-    // The timers were deactivated above; queued work on passed-through SPIs still applies.
-    let ops = vgic.take_phys(v);
-    drop(vgic);
-    for op in ops {
-        if op.intid() >= 32 {
+    vm.vgic.lock().reset_vcpu(v);
+    // The timers were deactivated above; recorded work on passed-through SPIs still applies.
+    drain_phys(g, vm, v, |op| op.intid() >= 32);
+}
+
+/// Does vCPU `v`'s recorded physical work that `wanted` accepts, batch by batch (the vGIC
+/// lock is not held while the GIC is written). Bounded: each batch empties up to
+/// `PHYS_BATCH` interrupts' records, and there are at most `MAX_PHYS_INTID` of them.
+fn drain_phys(g: &gic::Gic, vm: &Vm, v: usize, wanted: impl Fn(&PhysOp) -> bool) {
+    loop {
+        let ops = vm.vgic.lock().take_phys(v);
+        if ops.is_empty() {
+            break;
+        }
+        for op in ops.into_iter().filter(|op| wanted(op)) {
             apply_phys(g, vm, op);
         }
     }

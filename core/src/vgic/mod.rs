@@ -32,14 +32,17 @@
 //! ISPENDR/ICPENDR, a trapped DIR, EOIcount replay, a timer line that dropped), the physical
 //! side must follow, or the physical interrupt stays active and never fires again (KVM
 //! `vgic_hw_irq_spending`/`_cpending`/`_change_active`). The model cannot touch hardware, so it
-//! queues [`PhysOp`]s **per vCPU**: SGIs and PPIs are banked per physical CPU, so an operation
-//! on vCPU n's timer PPI is only right on vCPU n's CPU; that vCPU takes its queue at its next
-//! flush ([`Vgic::take_phys`]) and is kicked if it is running.
+//! records [`PhysOp`]s **per vCPU**: SGIs and PPIs are banked per physical CPU, so an operation
+//! on vCPU n's timer PPI is only right on vCPU n's CPU; that vCPU takes its work at its next
+//! flush ([`Vgic::take_phys`]) and is kicked if it is running. The work is kept as each
+//! interrupt's desired physical state ([`phys::PhysWork`]), not as a queue: however often a
+//! guest writes, even to an offline vCPU's frame, it takes fixed memory.
 
 pub mod cpu_if;
 pub mod irq;
 pub mod lr;
 pub mod mmio;
+pub mod phys;
 pub mod regs_v2;
 pub mod regs_v3;
 pub mod sgi;
@@ -93,7 +96,7 @@ pub struct VgicCpu {
     /// GICR_PENDBASER.
     pub pendbaser: u64,
     /// Work for the physical GIC, to be done on this vCPU's CPU.
-    phys: Vec<PhysOp>,
+    phys: phys::PhysWork,
     /// Counters.
     pub stats: VgicCpuStats,
 }
@@ -175,7 +178,7 @@ impl Vgic {
                 lpis_enabled: false,
                 propbaser: 0,
                 pendbaser: 0,
-                phys: Vec::new(),
+                phys: phys::PhysWork::default(),
                 stats: VgicCpuStats::default(),
             })
             .collect();
@@ -318,22 +321,28 @@ impl Vgic {
         true
     }
 
-    /// Queues `op` for vCPU `vcpu`'s CPU; kicks the vCPU if it is running, so that it exits
+    /// Records `op` for vCPU `vcpu`'s CPU; kicks the vCPU if it is running, so that it exits
     /// and does it at its next flush.
     fn phys_op(&mut self, vcpu: VcpuId, op: PhysOp) {
-        if let Some(c) = self.cpus.get_mut(vcpu) {
-            c.phys.push(op);
-            if c.running {
-                self.kicks |= 1 << vcpu;
-            }
+        if let Some(c) = self.cpus.get_mut(vcpu)
+            && c.phys.record(op)
+            && c.running
+        {
+            self.kicks |= 1 << vcpu;
         }
     }
 
-    /// The physical work queued for vCPU `vcpu`, to be done on its CPU, and forgets it.
-    pub fn take_phys(&mut self, vcpu: VcpuId) -> Vec<PhysOp> {
+    /// True if vCPU `vcpu` has physical work recorded (cheap: every exit asks).
+    pub fn has_phys(&self, vcpu: VcpuId) -> bool {
+        self.cpus.get(vcpu).is_some_and(|c| !c.phys.is_empty())
+    }
+
+    /// Up to [`phys::PHYS_BATCH`] interrupts' physical work for vCPU `vcpu`, to be done on its
+    /// CPU, in order, and forgets it; call again until it is empty.
+    pub fn take_phys(&mut self, vcpu: VcpuId) -> phys::PhysBatch {
         self.cpus
             .get_mut(vcpu)
-            .map(|c| core::mem::take(&mut c.phys))
+            .map(|c| c.phys.take())
             .unwrap_or_default()
     }
 
@@ -566,18 +575,19 @@ impl Vgic {
     }
 
     /// Resets one vCPU's private interrupts and list-register bookkeeping (PSCI CPU_ON of a
-    /// vCPU that was off). Linked physical interrupts still active are returned for
-    /// deactivation.
+    /// vCPU that was off). Its linked physical interrupts are deactivated (recorded for its
+    /// CPU).
     pub fn reset_vcpu(&mut self, vcpu: VcpuId) {
         let v2 = self.version == GicVersion::V2;
         let Some(c) = self.cpus.get_mut(vcpu) else {
             return;
         };
         for (i, irq) in c.private.iter_mut().enumerate() {
-            if irq.active
-                && let Some(p) = irq.hw
-            {
-                c.phys.push(PhysOp::Deactivate(p));
+            // Every linked private interrupt starts physically inactive: deactivating an idle
+            // one is harmless, and it overrides whatever stale activation the guest asked for
+            // while this vCPU was off (ISPENDR/ISACTIVER in its frame).
+            if let Some(p) = irq.hw {
+                c.phys.record(PhysOp::Deactivate(p));
             }
             let hw = irq.hw;
             *irq = IrqState::reset(IntId(i as u32), v2);
