@@ -140,6 +140,36 @@ b=$(bash scripts/mk-default-bundle.sh linux-v2-test) || fails=$((fails + 1))
 check $T vgicv2-on-gicv3 --gic 3 --smp 4 --mem 2G --initrd "$b" --exit \
 	--expect "VM 'linux'.*GICv2.*(compatib|GICV)"
 
+# A configuration cannot give a VM what exitless owns: a passthrough range over the host's GIC
+# distributor, its console UART or its RAM is refused at boot, naming both. (The VM's own
+# regions are moved away from virt's addresses, so that only the host check can refuse it.)
+mkdir -p out/logs/owned
+head -c 4096 /dev/zero >out/logs/owned/Image
+for c in "gicd 0x08000000 the host's GIC distributor \\(GICD\\)" \
+	"uart 0x09000000 the console UART exitless uses" \
+	"ram 0x41000000 RAM \\(exitless's and its VMs'\\)"; do
+	read -r name base what <<<"$c"
+	cat >"out/logs/owned/$name.toml" <<-EOF
+		[[vm]]
+		name = "thief"
+		memory = "64M"
+		kernel = "Image"
+		[vm.layout]
+		ram_base = 0x100000000
+		gicd = 0x20000000
+		gicr = 0x20100000
+		its = 0x22000000
+		uart = 0x23000000
+		[[vm.passthrough]]
+		name = "loot"
+		mmio = [$base, 0x1000]
+	EOF
+	python3 scripts/mkbundle.py "out/logs/owned/$name.cpio" "out/logs/owned/$name.toml" \
+		out/logs/owned/Image >/dev/null || fails=$((fails + 1))
+	check $T "host-owned-$name" --smp 2 --mem 2G --initrd "out/logs/owned/$name.cpio" --exit \
+		--expect "passthrough device 'loot' of VM 'thief': mmio \\[0x0*${base#0x}-[^]]*\\] overlaps $what at .*exitless keeps it for itself"
+done
+
 # The console: input reaches the guest's shell (through the physical UART's interrupt and the
 # virtual PL011), the command key prints the counters and the hypervisor's log (its log ring, from
 # the boot banner on) on demand, `reboot` typed at the shell

@@ -152,12 +152,14 @@ pub fn start(info: &PlatformInfo<'_>, online: usize) -> ! {
         .lock()
         .as_ref()
         .map_or(0, |p| p.total_free());
+    let owned = exitless_core::vm::config::host_regions(info);
     let limits = HostLimits {
         cpus: online,
         free_memory: free,
         gic: facts.version,
         gicv2_compat: matches!(&info.gic, Some(GicInfo::V3(g)) if g.v2_compat.is_some()),
         ipa_bits,
+        owned: &owned,
     };
     if let Err(e) = config
         .check(&limits)

@@ -112,7 +112,7 @@ pub struct Passthrough {
 
 /// What the machine offers, for [`Config::check`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HostLimits {
+pub struct HostLimits<'a> {
     /// Physical CPUs available to VMs (one vCPU per CPU).
     pub cpus: usize,
     /// Bytes of RAM available to VMs.
@@ -123,6 +123,68 @@ pub struct HostLimits {
     pub gicv2_compat: bool,
     /// Size of the stage-2 input address space, in bits.
     pub ipa_bits: u8,
+    /// What exitless keeps for itself: no passthrough range may overlap it ([`host_regions`]).
+    pub owned: &'a [HostRegion],
+}
+
+/// A physical range exitless owns, and what it is (for the message that refuses it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostRegion {
+    /// The range.
+    pub range: MemRange,
+    /// What it is, e.g. "the host's GIC distributor (GICD)".
+    pub what: &'static str,
+}
+
+/// The ranges of `info` that exitless owns and never gives a VM: the physical GIC's frames
+/// (GICD, redistributors, ITSs, GICC/GICH/GICV), the console UART, the power-off block, and all
+/// RAM (exitless's own, and every VM's, comes from it; the DTB and the bundle lie in it).
+pub fn host_regions(info: &crate::platform::PlatformInfo<'_>) -> Vec<HostRegion> {
+    use crate::platform::GicInfo;
+    let mut out = Vec::new();
+    let mut add = |range: MemRange, what: &'static str| out.push(HostRegion { range, what });
+    match &info.gic {
+        Some(GicInfo::V2(g)) => {
+            add(g.gicd, "the host's GIC distributor (GICD)");
+            add(g.gicc, "the host's GIC CPU interface (GICC)");
+            if let Some(r) = g.gich {
+                add(r, "the host's GIC virtual interface control (GICH)");
+            }
+            if let Some(r) = g.gicv {
+                add(r, "the host's GIC virtual CPU interface (GICV)");
+            }
+        }
+        Some(GicInfo::V3(g)) => {
+            add(g.gicd, "the host's GIC distributor (GICD)");
+            for r in &g.redist_regions {
+                add(*r, "the host's GIC redistributors (GICR)");
+            }
+            for r in &g.its {
+                add(*r, "the host's GIC ITS");
+            }
+            if let Some((gicc, gich, gicv)) = g.v2_compat {
+                add(gicc, "the host's GIC CPU interface (GICC)");
+                add(gich, "the host's GIC virtual interface control (GICH)");
+                add(gicv, "the host's GIC virtual CPU interface (GICV)");
+            }
+        }
+        None => {}
+    }
+    if let Ok(uart) = &info.console
+        && let Some(r) = MemRange::with_size(uart.base, uart.size.max(PAGE_SIZE))
+    {
+        add(r, "the console UART exitless uses");
+    }
+    if let Some(pm) = info
+        .bcm2835_pm
+        .and_then(|b| MemRange::with_size(b, PAGE_SIZE))
+    {
+        add(pm, "the power-management block exitless powers off with");
+    }
+    for bank in &info.memory {
+        add(*bank, "RAM (exitless's and its VMs')");
+    }
+    out
 }
 
 /// What is wrong with a passthrough device.
@@ -236,6 +298,15 @@ pub enum ConfigError {
         dev: String,
         /// The problem.
         problem: DeviceProblem,
+    },
+    /// A passthrough range overlaps something exitless owns.
+    HostOwned {
+        /// (VM, device).
+        dev: (String, String),
+        /// The device's range.
+        range: MemRange,
+        /// What it overlaps.
+        owner: HostRegion,
     },
     /// Two passthrough devices (of one VM or of two) share MMIO.
     DeviceOverlap {
@@ -449,6 +520,14 @@ impl fmt::Display for ConfigError {
                     ),
                 }
             }
+            ConfigError::HostOwned { dev, range, owner } => write!(
+                f,
+                "{}: mmio {range} overlaps {} at {}: exitless keeps it for itself and gives it \
+                 to no VM; remove the range (a VM gets its own virtual GIC, UART and RAM)",
+                Dev(dev),
+                owner.what,
+                owner.range
+            ),
             ConfigError::DeviceOverlap { a, b } => write!(
                 f,
                 "{} and {} share MMIO: a physical device can be given to one VM once",
@@ -553,7 +632,7 @@ impl Config {
 
     /// Checks every rule, including those that need the machine: CPU and memory totals, the
     /// GIC version, the memory map's fit in `host.ipa_bits`.
-    pub fn check(&self, host: &HostLimits) -> Result<(), ConfigError> {
+    pub fn check(&self, host: &HostLimits<'_>) -> Result<(), ConfigError> {
         self.validate()?;
         // Hardware reports at most 52 bits; 63 keeps VmLayout::check's shift defined.
         let ipa_bits = host.ipa_bits.min(63);
@@ -577,6 +656,15 @@ impl Config {
             for dev in &vm.passthrough {
                 if let Some(r) = dev.mmio.iter().find(|r| r.end > ipa_limit) {
                     return Err(vm.device_error(dev, DeviceProblem::BeyondIpa(*r)));
+                }
+                for r in &dev.mmio {
+                    if let Some(owner) = host.owned.iter().find(|o| o.range.overlaps(r)) {
+                        return Err(ConfigError::HostOwned {
+                            dev: (vm.name.clone(), dev.name.clone()),
+                            range: *r,
+                            owner: *owner,
+                        });
+                    }
                 }
             }
         }
@@ -1152,12 +1240,13 @@ mmio = [0x09010000, 0x1000]   # base, size (4 KiB aligned)
 irqs = [34]                    # SPI INTIDs (32..1019)
 "#;
 
-    const HOST: HostLimits = HostLimits {
+    const HOST: HostLimits<'static> = HostLimits {
         cpus: 4,
         free_memory: 2048 * MIB,
         gic: GicVersion::V3,
         gicv2_compat: true,
         ipa_bits: 40,
+        owned: &[],
     };
 
     fn vm(name: &str, extra: &str) -> String {
@@ -1914,5 +2003,87 @@ irqs = [34]                    # SPI INTIDs (32..1019)
             assert_eq!(c.vms[0].kernel, "Image");
             assert_eq!(c.vms[0].initrd.as_deref(), Some("initramfs.cpio.gz"));
         }
+    }
+
+    /// The host regions of a QEMU virt tree (the platform tests' fixture, compiled with dtc).
+    fn virt_host_regions(fixture: &str) -> Vec<HostRegion> {
+        let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let out = std::process::Command::new("dtc")
+            .args(["-q", "-I", "dts", "-O", "dtb"])
+            .arg(root.join("scripts/fixtures").join(format!("{fixture}.dts")))
+            .output()
+            .expect("dtc is needed: run scripts/setup.sh");
+        let fdt = crate::platform::dt::validate(&out.stdout).unwrap();
+        host_regions(&crate::platform::PlatformInfo::parse(&fdt, 0x4800_0000))
+    }
+
+    /// VM 'x' passing through `[base, size]`, with its own regions moved away from QEMU
+    /// virt's addresses (so that only the host check can refuse the range).
+    fn passthrough(base: u64, size: u64) -> Config {
+        parse(&vm(
+            "x",
+            &format!(
+                "[vm.layout]\nram_base = 0x100000000\ngicd = 0x20000000\ngicr = 0x20100000\n\
+                 its = 0x22000000\nuart = 0x23000000\n\
+                 [[vm.passthrough]]\nname = \"dev\"\nmmio = [{base:#x}, {size:#x}]\nirqs = [40]"
+            ),
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_passthrough_range_over_anything_exitless_owns_is_refused_naming_both() {
+        let owned = virt_host_regions("virt-gicv3");
+        let host = HostLimits {
+            owned: &owned,
+            ..HOST
+        };
+        for (base, size, what) in [
+            (0x0800_0000, 0x1_0000, "the host's GIC distributor (GICD)"),
+            (
+                0x080a_0000,
+                0x2_0000,
+                "the host's GIC redistributors (GICR)",
+            ),
+            (0x0808_0000, 0x1000, "the host's GIC ITS"),
+            (0x0900_0000, 0x1000, "the console UART exitless uses"),
+            (0x4000_0000, 0x20_0000, "RAM (exitless's and its VMs')"),
+            (0x7fe0_0000, 0x1000, "RAM (exitless's and its VMs')"),
+        ] {
+            let e = passthrough(base, size).check(&host).unwrap_err();
+            let ConfigError::HostOwned { owner, range, .. } = &e else {
+                panic!("{base:#x}: {e:?}")
+            };
+            assert_eq!(owner.what, what, "{base:#x}");
+            assert_eq!(range.start, base);
+            let text = e.to_string();
+            assert!(
+                text.contains("passthrough device 'dev' of VM 'x'") && text.contains(what),
+                "{text}"
+            );
+        }
+        // The RTC next to the UART is a device exitless does not use: accepted.
+        assert_eq!(passthrough(0x0901_0000, 0x1000).check(&host), Ok(()));
+    }
+
+    #[test]
+    fn gicv2_frames_and_the_pis_power_block_are_host_owned() {
+        let owned = virt_host_regions("virt-gicv2");
+        for what in [
+            "the host's GIC CPU interface (GICC)",
+            "the host's GIC virtual interface control (GICH)",
+            "the host's GIC virtual CPU interface (GICV)",
+        ] {
+            assert!(owned.iter().any(|o| o.what == what), "{what}");
+        }
+        let pi = virt_host_regions("rpi4b");
+        assert!(
+            pi.iter()
+                .any(|o| o.range.start == 0xfe10_0000 && o.what.contains("power"))
+        );
+        assert!(
+            pi.iter()
+                .any(|o| o.range.start == 0xfe20_1000 && o.what.contains("console"))
+        );
     }
 }

@@ -754,6 +754,7 @@ mod tests {
             gic: GicVersion::V3,
             gicv2_compat: false,
             ipa_bits: 40,
+            owned: &[],
         };
         config.check(&host).unwrap();
         config.check_files(&bundle).unwrap();
