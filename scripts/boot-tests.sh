@@ -191,6 +191,22 @@ check $T linux-console --smp 2 --mem 2G --initrd "$b" --exit --timeout 300 \
 	--expect "exits for interrupt acknowledge and completion .*: 0" \
 	--expect "all VMs are off: powering the machine off"
 
+# A guest reboot keeps passthrough working: an RTC alarm routed to vCPU 1 is counted, the VM
+# reboots (SYSTEM_RESET rebuilds its vGIC), and an alarm routed to vCPU 0 is counted again and
+# taken on vCPU 0's CPU: the reset kept the link and brought the physical route back (without
+# them the second alarm arrives on CPU 1 and needs a kick: "1 taken on another vCPU's CPU").
+alarm() { # CPU: route the RTC's interrupt there, ring once, print the count
+	printf '%s' "echo $1 >/proc/irq/\$(awk '/pl031/ { sub(\":\", \"\", \$1); print \$1 }' /proc/interrupts)/smp_affinity_list; echo +1 >/sys/class/rtc/rtc0/wakealarm; sleep 3; echo alarms-\$(awk '/pl031/ { s = 0; for (i = 2; i <= NF && \$i ~ /^[0-9]+\$/; i++) s += \$i; print s }' /proc/interrupts)"
+}
+b=$(bash scripts/mk-default-bundle.sh linux-passthrough) || fails=$((fails + 1))
+check $T passthrough-reboot --smp 2 --mem 2G --initrd "$b" --exit --timeout 300 \
+	--expect "exitless-guest: interactive shell" --send 1 "$(alarm 1)"$'\n' --expect "alarms-[1-9]" \
+	--send 2 "reboot"$'\n' --expect "VM 'linux': SYSTEM_RESET: restarting" \
+	--expect "exitless-guest: interactive shell" --send 4 "$(alarm 0)"$'\n' --expect "alarms-[1-9]" \
+	--send 5 "poweroff"$'\n' --expect "VM 'linux' powered off" \
+	--expect "passthrough SPI [1-9][0-9]* \\(0 taken on another vCPU's CPU\\)" \
+	--expect "all VMs are off: powering the machine off"
+
 # U-Boot (Debian's u-boot-qemu) as the boot loader, as on a board: exitless is an arm64 Image
 # that `booti` starts at EL2 with U-Boot's DTB in x0 and the bundle as the initrd.
 UBOOT=/usr/lib/u-boot/qemu_arm64/u-boot.bin

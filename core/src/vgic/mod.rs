@@ -497,6 +497,20 @@ impl Vgic {
         }
     }
 
+    /// Puts every linked SPI's physical twin in the state its virtual one has after reset:
+    /// inactive and routed to vCPU 0 (recorded for vCPU 0's CPU). SYSTEM_RESET calls it on
+    /// the new vGIC, so that what the guest left behind (an SPI it never completed, a route to
+    /// another vCPU) does not outlive the reset.
+    pub fn reset_linked_spis(&mut self) {
+        let linked: Vec<u32> = (32..1020)
+            .filter_map(|n| self.irq(0, IntId(n)).and_then(|i| i.hw))
+            .collect();
+        for phys in linked {
+            self.phys_op(0, PhysOp::Deactivate(phys));
+            self.phys_op(0, PhysOp::Route(phys, 0));
+        }
+    }
+
     // --- Injection from devices and the hypervisor. ---
 
     /// Sets the level of a level-sensitive input (emulated devices, linked physical lines).

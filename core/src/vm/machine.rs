@@ -355,6 +355,31 @@ pub struct VmHost {
     pub lr_format: crate::vgic::lr::LrFormat,
 }
 
+/// A VM's vGIC in its reset state, at creation and at SYSTEM_RESET alike: passed-through SPIs
+/// keep their number in the guest and are linked to their physical twins from the start
+/// (`Vm::reset_devices` also puts their physical twins back: inactive, routed to vCPU 0).
+fn reset_vgic(
+    config: &VmConfig,
+    lr_count: usize,
+    pri_bits: u8,
+    lr_format: crate::vgic::lr::LrFormat,
+) -> Vgic {
+    let mut vgic = Vgic::new(&VgicConfig {
+        version: config.gic,
+        vcpus: config.vcpus,
+        spis: VM_SPIS,
+        lr_count,
+        pri_bits,
+    });
+    vgic.set_lr_format(lr_format);
+    for dev in &config.passthrough {
+        for &irq in &dev.irqs {
+            vgic.link_spi(IntId(irq), irq);
+        }
+    }
+    vgic
+}
+
 impl Vm {
     /// Builds VM `id` from its configuration. Its vCPU 0 is on-pending with `boot` (entry, x0);
     /// the others are off until the guest starts them with PSCI.
@@ -365,20 +390,7 @@ impl Vm {
         boot: (u64, u64),
     ) -> Result<Vm, VmError> {
         let layout = config.layout;
-        let mut vgic = Vgic::new(&VgicConfig {
-            version: config.gic,
-            vcpus: config.vcpus,
-            spis: VM_SPIS,
-            lr_count: host.lr_count,
-            pri_bits: host.pri_bits,
-        });
-        vgic.set_lr_format(host.lr_format);
-        // Passed-through SPIs keep their number in the guest and are linked from the start.
-        for dev in &config.passthrough {
-            for &irq in &dev.irqs {
-                vgic.link_spi(IntId(irq), irq);
-            }
-        }
+        let vgic = reset_vgic(&config, host.lr_count, host.pri_bits, host.lr_format);
         let mut bus = MmioBus::new();
         let bus_err = |e: super::mmio::BusError| VmError::Bus(alloc::format!("{e}"));
         bus.insert(layout.gicd_range(), Device::Gicd, "GICD")
@@ -423,19 +435,12 @@ impl Vm {
 
     /// Puts the vGIC and the UART back in their reset state (SYSTEM_RESET; every vCPU is off).
     pub fn reset_devices(&self) {
-        let cfg = {
+        let (lr_count, pri_bits, format) = {
             let g = self.vgic.lock();
-            VgicConfig {
-                version: self.config.gic,
-                vcpus: self.config.vcpus,
-                spis: VM_SPIS,
-                lr_count: g.lr_count(),
-                pri_bits: g.pri_bits(),
-            }
+            (g.lr_count(), g.pri_bits(), g.lr_format())
         };
-        let format = self.vgic.lock().lr_format();
-        let mut vgic = Vgic::new(&cfg);
-        vgic.set_lr_format(format);
+        let mut vgic = reset_vgic(&self.config, lr_count, pri_bits, format);
+        vgic.reset_linked_spis();
         *self.vgic.lock() = vgic;
         *self.uart.lock() = Pl011::new();
         self.console_in.lock().clear();

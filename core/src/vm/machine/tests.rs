@@ -408,6 +408,34 @@ fn guest_irouter_write_moves_a_passed_through_spi_to_the_target_vcpus_cpu() {
     assert_eq!(vm.vgic.lock().take_phys(0), [PhysOp::Route(34, 1)]);
 }
 
+/// Found as a user would: after `reboot` in a guest with the RTC passed through, the alarm
+/// never came again. SYSTEM_RESET rebuilt the vGIC without the links made at VM creation.
+/// The reset vGIC keeps them (KVM keeps `irq->hw` across a vCPU reset too), and the physical
+/// SPI, possibly left active and routed to vCPU 1 by the guest, goes back to inactive and
+/// routed to vCPU 0.
+#[test]
+fn system_reset_keeps_passthrough_links_and_resets_the_physical_spi() {
+    let vm = vm_from(PASSTHROUGH, crate::vgic::lr::LrFormat::V3);
+    {
+        let mut g = vm.vgic.lock();
+        g.inject_hw(0, IntId(34), 34);
+        g.set_route(0, IntId(34), crate::vgic::irq::Route::Affinity(1));
+        while !g.take_phys(0).is_empty() {}
+    }
+    vm.reset_devices();
+    let mut g = vm.vgic.lock();
+    assert_eq!(
+        g.irq(0, IntId(34)).and_then(|i| i.hw),
+        Some(34),
+        "still linked"
+    );
+    assert!(!g.irq(0, IntId(34)).unwrap().active);
+    assert_eq!(
+        g.take_phys(0),
+        [PhysOp::Deactivate(34), PhysOp::Route(34, 0)]
+    );
+}
+
 // --- A hostile guest: long deterministic random sequences of everything a guest can make
 // --- exitless do (any MMIO width and offset in the GIC frames and elsewhere, any HVC/SMC
 // --- function, any system register, interrupts, any list-register state the hardware can
