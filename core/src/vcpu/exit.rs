@@ -82,6 +82,9 @@ pub struct MmioAccess {
     pub sign_extend: bool,
     /// The register is 64-bit Xn rather than 32-bit Wn (ISS.SF).
     pub sixty_four: bool,
+    /// Length of the trapped instruction in bytes: 4, or 2 for a 16-bit T32 instruction
+    /// (ESR_EL2.IL = 0, an AArch32 EL0 process): how far the PC advances once it is emulated.
+    pub instr_len: u8,
 }
 
 impl MmioAccess {
@@ -193,6 +196,8 @@ pub enum Exit {
     Wfx {
         /// WFE (or WFET) rather than WFI (or WFIT).
         wfe: bool,
+        /// Length of the instruction in bytes (4, or 2 for a 16-bit T32 WFI/WFE: ESR_EL2.IL).
+        instr_len: u8,
     },
     /// A physical IRQ arrived while the guest ran.
     Irq,
@@ -235,7 +240,7 @@ impl fmt::Display for Exit {
                 let direction = if *write { "write" } else { "read" };
                 write!(f, "system register {direction} {id}, x{rt}")
             }
-            Self::Wfx { wfe } => f.write_str(if *wfe { "WFE" } else { "WFI" }),
+            Self::Wfx { wfe, .. } => f.write_str(if *wfe { "WFE" } else { "WFI" }),
             Self::Irq => f.write_str("IRQ"),
             Self::Fiq => f.write_str("FIQ"),
             Self::SError { esr } => write!(f, "SError, ESR {esr:#x}"),
@@ -258,6 +263,12 @@ impl fmt::Display for Exit {
 pub fn fault_ipa(info: &ExitInfo) -> u64 {
     let fipa = LocalRegisterCopy::<u64, HPFAR_EL2::Register>::new(info.hpfar).read(HPFAR_EL2::FIPA);
     (fipa << FIPA_IPA_SHIFT) | (info.far & PAGE_OFFSET_MASK)
+}
+
+/// The trapped instruction's length from ESR_EL2.IL: 4 bytes, or 2 for a 16-bit T32
+/// instruction (Arm ARM D19.2.44: IL is 0 only for a 16-bit instruction trapped from AArch32).
+pub fn instr_len(esr: Esr) -> u8 {
+    if esr.il() { 4 } else { 2 }
 }
 
 /// Decodes a guest exit that came through the `kind` vector with the fault registers `info`.
@@ -289,6 +300,7 @@ fn decode_sync(info: &ExitInfo) -> Exit {
         },
         (ExceptionClass::Wfx, Iss::Wfx(wfx)) => Exit::Wfx {
             wfe: matches!(wfx.ti, WfxInstr::Wfe | WfxInstr::Wfet),
+            instr_len: instr_len(esr),
         },
         _ => Exit::Undefined { ec: ec.code() },
     }
@@ -317,6 +329,7 @@ fn data_abort(info: &ExitInfo, abort: &DataAbort) -> Exit {
             reg: access.srt,
             sign_extend: access.sse,
             sixty_four: access.sf,
+            instr_len: instr_len(Esr::new(info.esr)),
         }),
         None => Exit::MmioUndecodable { ipa },
     }
@@ -407,6 +420,7 @@ mod tests {
                 reg: 1,
                 sign_extend: false,
                 sixty_four: false,
+                instr_len: 4,
             }
         );
         assert_eq!(access.write_value(0xdead_beef_0000_0001), 1);
@@ -555,6 +569,34 @@ mod tests {
     }
 
     #[test]
+    fn the_instruction_length_is_esr_il() {
+        // WFI with IL = 1 (A64, A32, 32-bit T32) and IL = 0 (16-bit T32).
+        let wfi = |esr| {
+            decode(
+                &ExitInfo {
+                    esr,
+                    ..ExitInfo::default()
+                },
+                ExitKind::Sync,
+            )
+        };
+        assert_eq!(
+            wfi(0x0600_0000),
+            Exit::Wfx {
+                wfe: false,
+                instr_len: 4
+            }
+        );
+        assert_eq!(
+            wfi(0x0400_0000),
+            Exit::Wfx {
+                wfe: false,
+                instr_len: 2
+            }
+        );
+    }
+
+    #[test]
     fn wfi_and_wfe_are_wfx() {
         let wfx = |esr| {
             decode(
@@ -565,11 +607,35 @@ mod tests {
                 ExitKind::Sync,
             )
         };
-        assert_eq!(wfx(0x0600_0000), Exit::Wfx { wfe: false });
-        assert_eq!(wfx(0x0600_0001), Exit::Wfx { wfe: true });
+        assert_eq!(
+            wfx(0x0600_0000),
+            Exit::Wfx {
+                wfe: false,
+                instr_len: 4
+            }
+        );
+        assert_eq!(
+            wfx(0x0600_0001),
+            Exit::Wfx {
+                wfe: true,
+                instr_len: 4
+            }
+        );
         // WFIT x3 / WFET x3 (FEAT_WFxT, constructed): treated as WFI / WFE.
-        assert_eq!(wfx(0x0600_0066), Exit::Wfx { wfe: false });
-        assert_eq!(wfx(0x0600_0067), Exit::Wfx { wfe: true });
+        assert_eq!(
+            wfx(0x0600_0066),
+            Exit::Wfx {
+                wfe: false,
+                instr_len: 4
+            }
+        );
+        assert_eq!(
+            wfx(0x0600_0067),
+            Exit::Wfx {
+                wfe: true,
+                instr_len: 4
+            }
+        );
     }
 
     #[test]
@@ -759,6 +825,7 @@ mod tests {
             reg: 0,
             sign_extend: false,
             sixty_four,
+            instr_len: 4,
         };
         assert_eq!(load(1, false).read_result(u64::MAX), 0xff);
         assert_eq!(load(2, false).read_result(u64::MAX), 0xffff);
@@ -777,6 +844,7 @@ mod tests {
             reg: 0,
             sign_extend: true,
             sixty_four: true,
+            instr_len: 4,
         };
         assert_eq!(
             access.read_result(0x8000_0000_0000_0000),
@@ -793,6 +861,7 @@ mod tests {
             reg: 7,
             sign_extend: false,
             sixty_four: true,
+            instr_len: 4,
         };
         let reg = 0x1122_3344_5566_7788;
         assert_eq!(store(1).write_value(reg), 0x88);
@@ -812,6 +881,7 @@ mod tests {
                     reg: u8::MAX,
                     sign_extend,
                     sixty_four,
+                    instr_len: 4,
                 };
                 let _ = access.read_result(u64::MAX);
                 let _ = access.write_value(u64::MAX);

@@ -124,7 +124,46 @@ const _: () = {
     assert!(GUEST_REGS_PC_OFFSET == 248 && GUEST_REGS_PSTATE_OFFSET == 256);
 };
 
+/// SPSR_EL2.M[4]: the guest was in AArch32 state.
+const SPSR_NRW: u64 = 1 << 4;
+/// SPSR_EL2.T (AArch32): T32 state.
+const SPSR_T: u64 = 1 << 5;
+/// SPSR_EL2.IT[1:0] at bits 26:25, IT[7:2] at bits 15:10 (AArch32).
+const SPSR_IT_LOW_SHIFT: u32 = 25;
+const SPSR_IT_HIGH_SHIFT: u32 = 10;
+const SPSR_IT_MASK: u64 = (0b11 << SPSR_IT_LOW_SHIFT) | (0x3f << SPSR_IT_HIGH_SHIFT);
+
 impl GuestRegs {
+    /// Moves the guest past the trapped instruction it just emulated, `len` bytes long (4, or
+    /// 2 for a 16-bit T32 instruction: ESR_EL2.IL), as executing it would have: the PC
+    /// advances, and in AArch32 it wraps at 32 bits and, in T32 state, an IT block moves on to
+    /// its next instruction (Arm ARM, "ITSTATE advance"; KVM `kvm_skip_instr32`).
+    pub fn skip_instruction(&mut self, len: u8) {
+        self.pc = self.pc.wrapping_add(u64::from(len));
+        if self.pstate & SPSR_NRW == 0 {
+            return;
+        }
+        self.pc &= 0xffff_ffff;
+        if self.pstate & SPSR_T == 0 {
+            return;
+        }
+        let it = ((self.pstate >> SPSR_IT_LOW_SHIFT) & 0b11)
+            | (((self.pstate >> SPSR_IT_HIGH_SHIFT) & 0x3f) << 2);
+        if it == 0 {
+            return;
+        }
+        // The last instruction of the block (IT[2:0] == 0) ends it; otherwise the condition's
+        // low bit and the mask shift left.
+        let next = if it & 0b111 == 0 {
+            0
+        } else {
+            (it & 0xe0) | ((it << 1) & 0x1f)
+        };
+        self.pstate = (self.pstate & !SPSR_IT_MASK)
+            | ((next & 0b11) << SPSR_IT_LOW_SHIFT)
+            | (((next >> 2) & 0x3f) << SPSR_IT_HIGH_SHIFT);
+    }
+
     /// Register `n` as an instruction with a 5-bit register field sees it: `x0`..`x30` for
     /// 0..=30, and 0 for 31 (XZR). Numbers above 31 cannot come from a syndrome; they read as 0
     /// too rather than panic.
@@ -235,5 +274,57 @@ mod tests {
         assert_eq!((regs.reg(1), regs.reg(2), regs.reg(3)), (0, 0, 0));
         assert!(regs.x[1..].iter().all(|&x| x == 0));
         assert_eq!(regs.pstate, PSTATE_EL1H_MASKED);
+    }
+
+    #[test]
+    fn an_aarch64_instruction_advances_the_pc_by_4() {
+        let mut r = reset_state(0x4020_0000, 0);
+        r.skip_instruction(4);
+        assert_eq!(r.pc, 0x4020_0004);
+    }
+
+    #[test]
+    fn a_16_bit_t32_instruction_advances_the_pc_by_2_esr_il_0() {
+        let mut r = GuestRegs {
+            pc: 0x8000,
+            pstate: SPSR_NRW | SPSR_T | 0x10,
+            ..GuestRegs::default()
+        };
+        r.skip_instruction(2);
+        assert_eq!(r.pc, 0x8002);
+        r.skip_instruction(4);
+        assert_eq!(r.pc, 0x8006);
+    }
+
+    #[test]
+    fn an_aarch32_pc_wraps_at_32_bits() {
+        let mut r = GuestRegs {
+            pc: 0xffff_fffe,
+            pstate: SPSR_NRW | SPSR_T,
+            ..GuestRegs::default()
+        };
+        r.skip_instruction(2);
+        assert_eq!(r.pc, 0);
+    }
+
+    /// ITSTATE as SPSR_EL2 holds it.
+    fn with_it(it: u64) -> u64 {
+        SPSR_NRW | SPSR_T | ((it & 0b11) << SPSR_IT_LOW_SHIFT) | ((it >> 2) << SPSR_IT_HIGH_SHIFT)
+    }
+
+    #[test]
+    fn skipping_an_instruction_in_an_it_block_advances_itstate_and_the_last_one_ends_it() {
+        // ITTE EQ: firstcond 0b0000, mask for three instructions.
+        let mut r = GuestRegs {
+            pc: 0x8000,
+            pstate: with_it(0b0000_0110),
+            ..GuestRegs::default()
+        };
+        r.skip_instruction(2);
+        assert_eq!(r.pstate, with_it(0b0000_1100));
+        r.skip_instruction(2);
+        assert_eq!(r.pstate, with_it(0b0001_1000));
+        r.skip_instruction(2);
+        assert_eq!(r.pstate, with_it(0), "the block is over");
     }
 }

@@ -543,13 +543,13 @@ impl Vm {
             }
             Exit::Hvc { .. } => self.smccc(vcpu, regs, hw),
             Exit::Smc { .. } => {
-                // A trapped SMC returns to the SMC itself (ELR points at it).
-                regs.pc = regs.pc.wrapping_add(4);
+                // A trapped SMC returns to the SMC itself (ELR points at it); SMC64 is 4 bytes.
+                regs.skip_instruction(4);
                 self.smccc(vcpu, regs, hw)
             }
             Exit::SysReg { id, rt, write } => self.sysreg(vcpu, regs, id, rt, write, hw),
-            Exit::Wfx { .. } => {
-                regs.pc = regs.pc.wrapping_add(4);
+            Exit::Wfx { instr_len, .. } => {
+                regs.skip_instruction(instr_len);
                 Outcome::Resume
             }
             Exit::Irq | Exit::Fiq => Outcome::PhysIrq,
@@ -672,7 +672,7 @@ impl Vm {
         if !a.write {
             regs.set_reg(a.reg, a.read_result(raw));
         }
-        regs.pc = regs.pc.wrapping_add(4);
+        regs.skip_instruction(a.instr_len);
         Outcome::Resume
     }
 
@@ -763,7 +763,8 @@ impl Vm {
         if id == ICC_DIR_EL1 && write {
             let intid = regs.reg(rt) as u32 & 0xff_ffff;
             self.vgic.lock().deactivate(vcpu, IntId(intid));
-            regs.pc = regs.pc.wrapping_add(4);
+            // MSR/MRS trap only from AArch64 (EC 0x18): 4 bytes.
+            regs.skip_instruction(4);
             return Outcome::Resume;
         }
         let value = match sysreg::classify(id, write) {
@@ -796,7 +797,7 @@ impl Vm {
         if !write {
             regs.set_reg(rt, value);
         }
-        regs.pc = regs.pc.wrapping_add(4);
+        regs.skip_instruction(4);
         Outcome::Resume
     }
 }

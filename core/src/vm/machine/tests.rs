@@ -97,6 +97,7 @@ fn mmio(ipa: u64, width: u8, write: bool, reg: u8) -> Exit {
         reg,
         sign_extend: false,
         sixty_four: true,
+        instr_len: 4,
     })
 }
 
@@ -148,6 +149,22 @@ fn load_pair_to_the_distributor_is_aborted() {
         "the VM keeps being served"
     );
     assert_eq!(vm.stats.aborts.load(Ordering::Relaxed), 2);
+}
+
+/// ESR_EL2.IL: a 16-bit T32 load from an AArch32 EL0 process (IL = 0) advances the PC by 2,
+/// not 4 (KVM `kvm_skip_instr`); the PC stayed on an instruction boundary only by luck before.
+#[test]
+fn an_emulated_16_bit_t32_access_advances_the_pc_by_2_esr_il() {
+    let vm = vm();
+    let mut r = regs_at(0x8000);
+    r.pstate = 0x30; // AArch32 EL0 (M[4] = 1), T32 (T = 1)
+    let Exit::Mmio(mut a) = mmio(0x0800_0004, 4, false, 3) else {
+        unreachable!()
+    };
+    a.instr_len = 2;
+    let out = vm.handle_exit(0, &mut r, Exit::Mmio(a), &mut FakeHw::default());
+    assert_eq!(out, Outcome::Resume);
+    assert_eq!(r.pc, 0x8002);
 }
 
 #[test]
@@ -371,7 +388,15 @@ fn exits_are_counted_by_reason() {
     let mut hw = FakeHw::default();
     vm.handle_exit(1, &mut r, Exit::Irq, &mut hw);
     vm.handle_exit(1, &mut r, Exit::Irq, &mut hw);
-    vm.handle_exit(1, &mut r, Exit::Wfx { wfe: false }, &mut hw);
+    vm.handle_exit(
+        1,
+        &mut r,
+        Exit::Wfx {
+            wfe: false,
+            instr_len: 4,
+        },
+        &mut hw,
+    );
     let s = vm.vcpus[1].stats.lock();
     assert_eq!(
         (
@@ -523,6 +548,7 @@ fn hostile_exit(rng: &mut Rng, vcpus: usize, regs: &mut GuestRegs) -> Exit {
         },
         11 => Exit::Wfx {
             wfe: rng.below(2) == 0,
+            instr_len: if rng.below(2) == 0 { 4 } else { 2 },
         },
         12 => rng.pick(&[Exit::Irq, Exit::Fiq]),
         _ => Exit::Undefined {
@@ -612,14 +638,20 @@ fn hostile_run(gic: &str, vcpus: usize, fmt: crate::vgic::lr::LrFormat, seed: u6
         }
         let mut regs = regs_at(0x4000_1000);
         let exit = hostile_exit(&mut rng, vcpus, &mut regs);
+        // An emulated instruction moves the PC by its length (ESR_EL2.IL), nothing else does.
+        let len = match exit {
+            Exit::Mmio(a) => u64::from(a.instr_len),
+            Exit::Wfx { instr_len, .. } => u64::from(instr_len),
+            _ => 4,
+        };
         let out = vm.handle_exit(v, &mut regs, exit, &mut hw);
         assert!(
             !matches!(out, Outcome::VmOff | Outcome::VmReset),
             "{ctx}: {out:?} without SYSTEM_OFF/RESET"
         );
         assert!(
-            regs.pc == 0x4000_1000 || regs.pc == 0x4000_1004,
-            "{ctx}: PC moved to {:#x}",
+            regs.pc == 0x4000_1000 || regs.pc == 0x4000_1000 + len,
+            "{ctx}: PC moved to {:#x} ({len}-byte instruction)",
             regs.pc
         );
     }
