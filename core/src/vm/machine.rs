@@ -688,18 +688,28 @@ impl Vm {
                 entry,
                 context,
             } => {
-                if let Some(slot) = self.vcpus.get(target) {
+                // Check and start under the target's power lock: of concurrent CPU_ONs of
+                // one target exactly one sees it OFF and gets SUCCESS (KVM serialises them the
+                // same way); the others get ALREADY_ON.
+                let won = self.vcpus.get(target).is_some_and(|slot| {
                     let mut p = slot.power.lock();
-                    if p.state == PowerState::Off {
+                    let off = p.state == PowerState::Off;
+                    if off {
                         *p = VcpuPower {
                             state: PowerState::OnPending,
                             boot: Some((entry, context)),
                         };
                     }
-                }
-                regs.x[0] = psci::SUCCESS as u64;
+                    off
+                });
                 let _ = hw;
-                Outcome::Wake(target)
+                if won {
+                    regs.x[0] = psci::SUCCESS as u64;
+                    Outcome::Wake(target)
+                } else {
+                    regs.x[0] = psci::ALREADY_ON as u64;
+                    Outcome::Resume
+                }
             }
             PsciAction::CpuOff => Outcome::CpuOff,
             PsciAction::Suspend {
@@ -816,6 +826,12 @@ impl PsciVm for Vm {
         self.vcpus
             .get(vcpu)
             .map_or(PowerState::Off, |v| v.power.lock().state)
+    }
+
+    /// A CPU_ON or CPU_SUSPEND entry point must lie in the VM's RAM: anything else would start
+    /// the vCPU on an abort (INVALID_ADDRESS instead, as KVM and TF-A answer).
+    fn entry_point_valid(&self, entry: u64) -> bool {
+        self.layout.ram.start <= entry && entry < self.layout.ram.end
     }
 }
 

@@ -263,6 +263,58 @@ fn cpu_on_powers_the_target_on_pending_and_wakes_it() {
     assert_eq!(p.boot, Some((0x4008_0000, 0x1234)));
 }
 
+/// PSCI CPU_ON serialisation (KVM `kvm_psci_vcpu_on` under the target's lock): three vCPUs
+/// start vCPU 3 at the same moment, 1,000 times; each round exactly one gets SUCCESS and the
+/// others ALREADY_ON (before: the others got ON_PENDING, and two could both see SUCCESS).
+#[test]
+fn concurrent_cpu_on_of_one_target_gives_exactly_one_success() {
+    const ALREADY_ON: u64 = -4i64 as u64;
+    let vm = vm_from(
+        &TWO_VCPUS.replace("vcpus = 2", "vcpus = 4"),
+        crate::vgic::lr::LrFormat::V3,
+    );
+    for round in 0..1000 {
+        vm.vcpus[3].power.lock().state = PowerState::Off;
+        let start = std::sync::Barrier::new(3);
+        let answers: Vec<u64> = std::thread::scope(|s| {
+            let calls: Vec<_> = (0..3)
+                .map(|caller| {
+                    let (vm, start) = (&vm, &start);
+                    s.spawn(move || {
+                        let mut r = regs_at(0x4000_1000);
+                        r.x[..4].copy_from_slice(&[0xc400_0003, 3, 0x4008_0000, caller]);
+                        start.wait();
+                        vm.handle_exit(
+                            caller as usize,
+                            &mut r,
+                            Exit::Hvc { imm: 0 },
+                            &mut FakeHw::default(),
+                        );
+                        r.x[0]
+                    })
+                })
+                .collect();
+            calls.into_iter().map(|c| c.join().unwrap()).collect()
+        });
+        let wins = answers.iter().filter(|&&x| x == 0).count();
+        let already = answers.iter().filter(|&&x| x == ALREADY_ON).count();
+        assert_eq!((wins, already), (1, 2), "round {round}: {answers:x?}");
+        assert_eq!(vm.vcpus[3].power.lock().state, PowerState::OnPending);
+    }
+}
+
+#[test]
+fn cpu_on_with_an_entry_point_outside_the_vms_ram_is_invalid_address() {
+    let vm = vm();
+    for entry in [0x0800_0000, 0x3fff_fffc, 0x4400_0000, u64::MAX - 3] {
+        let mut r = regs_at(0x4000_1000);
+        r.x[..4].copy_from_slice(&[0xc400_0003, 1, entry, 0]);
+        let out = vm.handle_exit(0, &mut r, Exit::Hvc { imm: 0 }, &mut FakeHw::default());
+        assert_eq!((out, r.x[0]), (Outcome::Resume, -9i64 as u64), "{entry:#x}");
+        assert_eq!(vm.vcpus[1].power.lock().state, PowerState::Off);
+    }
+}
+
 #[test]
 fn system_off_stops_the_vm() {
     let vm = vm();
