@@ -7,9 +7,11 @@
 //! "Dealing with LR overflow is close to black magic" comment):
 //!
 //! 1. Candidates are the interrupts that are pending-and-deliverable or active for the vCPU.
-//!    Pending ones go first, highest priority (lowest value) first, then the active ones: a
-//!    pending interrupt is never kept out of the LRs by an active one, so the guest can always
-//!    take the best pending interrupt.
+//!    Those the guest can take (pending and not active) go first, highest priority (lowest
+//!    value) first, then the active ones, active-and-pending included (the guest cannot take an
+//!    active interrupt's pending instance before it deactivates it): a takeable interrupt is
+//!    never kept out of the LRs by an active one, so the guest can always take the best one.
+//!    An active candidate left out is counted for EOIcount even when it is also pending.
 //! 2. An edge's pending state moves into the LR when loaded (the model's latch then records only
 //!    new edges); fold puts it back if the guest has not taken it.
 //! 3. More candidates than LRs: UIE (refill when the LRs are nearly empty); pending ones left
@@ -79,6 +81,15 @@ struct Candidate {
     id: IntId,
     priority: u8,
     pending: bool,
+    active: bool,
+}
+
+impl Candidate {
+    /// The guest can acknowledge it now: pending, and not active (an active-and-pending
+    /// interrupt's new instance waits for its deactivation).
+    fn takeable(&self) -> bool {
+        self.pending && !self.active
+    }
 }
 
 impl Vgic {
@@ -87,7 +98,7 @@ impl Vgic {
     pub fn flush(&mut self, vcpu: VcpuId, shadow: &mut CpuIfShadow) {
         let fmt = self.lr_format();
         let mut cands = self.candidates(vcpu);
-        cands.sort_by_key(|c| (!c.pending, c.priority, c.id.0));
+        cands.sort_by_key(|c| (!c.takeable(), c.priority, c.id.0));
         let lr_count = self.lr_count;
         let mut hcr = hcr::EN;
         let mut used = 0;
@@ -96,7 +107,8 @@ impl Vgic {
             if n >= lr_count {
                 if c.pending {
                     hcr |= hcr::NPIE;
-                } else {
+                }
+                if c.active {
                     outside_active.push(c.id);
                 }
                 continue;
@@ -150,6 +162,7 @@ impl Vgic {
                     id,
                     priority: irq.priority,
                     pending,
+                    active: irq.active,
                 });
             }
         }

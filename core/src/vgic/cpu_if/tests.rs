@@ -166,6 +166,28 @@ fn pending_goes_before_active_when_lrs_are_short() {
     );
 }
 
+/// KVM `vgic_sort_ap_list` keeps active interrupts apart from those the guest can take. Four
+/// active-and-pending interrupts of higher priority used to sort as pending and fill the 4 LRs,
+/// keeping out the one interrupt the guest could take (its pending instances wait for their
+/// deactivation): the takeable one goes first, the active ones after it, and the one left out
+/// is an active one for EOIcount.
+#[test]
+fn active_and_pending_sorts_with_the_active_ones_not_before_a_takeable_interrupt() {
+    let mut g = vgic();
+    for i in 0..4 {
+        spi(&mut g, 40 + i, 0x10 * (i as u8 + 1));
+        g.set_active(0, IntId(40 + i), true);
+        g.set_pending(0, IntId(40 + i), true);
+    }
+    spi(&mut g, 50, 0x80);
+    g.set_pending(0, IntId(50), true);
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
+    assert_eq!(ids(&sh), [50, 40, 41, 42]);
+    assert_eq!(g.cpu(0).unwrap().outside_active, [IntId(43)]);
+    assert!(sh.hcr & hcr::LRENPIE != 0 && sh.hcr & hcr::NPIE != 0);
+}
+
 #[test]
 fn eoicount_deactivates_the_highest_priority_active_outside_the_lrs() {
     let mut g = vgic();
