@@ -153,6 +153,16 @@ mod tests {
         reads: u64,
     }
 
+    impl FakeClock {
+        fn new(step: u64) -> Self {
+            FakeClock {
+                t: 0,
+                step,
+                reads: 0,
+            }
+        }
+    }
+
     impl Clock for FakeClock {
         fn now(&mut self) -> u64 {
             self.reads += 1;
@@ -164,11 +174,7 @@ mod tests {
     #[test]
     fn a_draining_uart_gets_every_byte_in_order() {
         let mut uart = FakeUart::new(16, 3);
-        let mut clock = FakeClock {
-            t: 0,
-            step: 1,
-            reads: 0,
-        };
+        let mut clock = FakeClock::new(1);
         let mut g = TxGuard::new(1000);
         let text = b"exitless starting at EL2\n".repeat(20);
         for &b in &text {
@@ -182,11 +188,7 @@ mod tests {
     #[test]
     fn a_uart_that_never_drains_costs_a_bounded_time_per_byte_and_the_boot_goes_on() {
         let mut uart = FakeUart::new(16, 0);
-        let mut clock = FakeClock {
-            t: 0,
-            step: 10,
-            reads: 0,
-        };
+        let mut clock = FakeClock::new(10);
         let mut g = TxGuard::new(1000);
         // A whole boot log's worth of bytes: every call returns.
         let n = 100_000u64;
@@ -216,11 +218,7 @@ mod tests {
     #[test]
     fn a_stalled_uart_that_makes_room_again_ends_the_stall() {
         let mut uart = FakeUart::new(1, 0);
-        let mut clock = FakeClock {
-            t: 0,
-            step: 1,
-            reads: 0,
-        };
+        let mut clock = FakeClock::new(1);
         let mut g = TxGuard::new(50);
         assert_eq!(g.put(&mut uart, &mut clock, b'a'), TxResult::Sent);
         assert_eq!(g.put(&mut uart, &mut clock, b'b'), TxResult::Dropped);
@@ -236,11 +234,7 @@ mod tests {
     fn a_slow_but_draining_uart_loses_nothing_within_the_budget() {
         // Drains one byte per 40 status reads; the budget covers 1000 reads.
         let mut uart = FakeUart::new(4, 40);
-        let mut clock = FakeClock {
-            t: 0,
-            step: 1,
-            reads: 0,
-        };
+        let mut clock = FakeClock::new(1);
         let mut g = TxGuard::new(1000);
         for b in 0..200u8 {
             assert_eq!(g.put(&mut uart, &mut clock, b), TxResult::Sent);

@@ -568,45 +568,31 @@ mod tests {
         assert_eq!(decode(&info, ExitKind::Sync), Exit::Smc { imm: 0 });
     }
 
+    /// A synchronous exit with syndrome `esr` and no fault address.
+    fn sync_exit(esr: u64) -> Exit {
+        decode(
+            &ExitInfo {
+                esr,
+                ..ExitInfo::default()
+            },
+            ExitKind::Sync,
+        )
+    }
+
     #[test]
     fn the_instruction_length_is_esr_il() {
         // WFI with IL = 1 (A64, A32, 32-bit T32) and IL = 0 (16-bit T32).
-        let wfi = |esr| {
-            decode(
-                &ExitInfo {
-                    esr,
-                    ..ExitInfo::default()
-                },
-                ExitKind::Sync,
-            )
+        let wfi = |instr_len| Exit::Wfx {
+            wfe: false,
+            instr_len,
         };
-        assert_eq!(
-            wfi(0x0600_0000),
-            Exit::Wfx {
-                wfe: false,
-                instr_len: 4
-            }
-        );
-        assert_eq!(
-            wfi(0x0400_0000),
-            Exit::Wfx {
-                wfe: false,
-                instr_len: 2
-            }
-        );
+        assert_eq!(sync_exit(0x0600_0000), wfi(4));
+        assert_eq!(sync_exit(0x0400_0000), wfi(2));
     }
 
     #[test]
     fn wfi_and_wfe_are_wfx() {
-        let wfx = |esr| {
-            decode(
-                &ExitInfo {
-                    esr,
-                    ..ExitInfo::default()
-                },
-                ExitKind::Sync,
-            )
-        };
+        let wfx = sync_exit;
         assert_eq!(
             wfx(0x0600_0000),
             Exit::Wfx {
