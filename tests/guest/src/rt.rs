@@ -420,18 +420,23 @@ pub extern "C" fn secondary_main(c: usize) -> ! {
     let p = &CPUS[c];
     p.started.fetch_add(1, SeqCst);
     p.online.store(true, SeqCst);
-    hw::irq_enable();
     loop {
+        // Interrupts masked between the check and WFI: a doorbell that arrives after the check
+        // stays pending and ends the WFI (it is taken once they are unmasked), instead of being
+        // taken before the WFI and lost (the CPU would then sleep with a job posted).
+        hw::irq_disable();
         let job = p.job.load(SeqCst);
-        if job != 0 {
-            // SAFETY: `job` was stored from a `Job` by `run_on` or `post`.
-            let f: Job = unsafe { core::mem::transmute::<usize, Job>(job) };
-            let r = f(p.arg.load(SeqCst));
-            p.result.store(r, SeqCst);
-            p.job.store(0, SeqCst);
-        } else {
+        if job == 0 {
             hw::wfi();
+            hw::irq_enable();
+            continue;
         }
+        hw::irq_enable();
+        // SAFETY: `job` was stored from a `Job` by `run_on` or `post`.
+        let f: Job = unsafe { core::mem::transmute::<usize, Job>(job) };
+        let r = f(p.arg.load(SeqCst));
+        p.result.store(r, SeqCst);
+        p.job.store(0, SeqCst);
     }
 }
 

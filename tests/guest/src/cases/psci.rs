@@ -1,6 +1,7 @@
 //! PSCI (DEN 0022): the version, CPU_ON of each secondary, AFFINITY_INFO, CPU_OFF and CPU_ON
 //! again. SYSTEM_OFF ends every run, which the host runner checks (QEMU exits by itself).
 
+use core::sync::atomic::AtomicU64;
 use core::sync::atomic::Ordering::SeqCst;
 
 use crate::hw;
@@ -50,6 +51,12 @@ pub const CASES: &[Case] = &[
         name: "CPU_ON after CPU_OFF starts it again at the entry point",
         only: Only::Both,
         f: cpu_on_again,
+    },
+    Case {
+        group: "psci",
+        name: "CPU_ON of one CPU from 3 CPUs at once, 1000 times: one SUCCESS, the rest ALREADY_ON",
+        only: Only::Both,
+        f: concurrent_cpu_on,
     },
 ];
 
@@ -144,5 +151,73 @@ fn cpu_on_again() -> Outcome {
         "AFFINITY_INFO {}",
         rt::affinity_info(c)
     );
+    Outcome::Pass
+}
+
+/// The round the racers may start (0: none yet).
+static GO: AtomicU64 = AtomicU64::new(0);
+
+/// A racer's job: wait for round `round` to start, then CPU_ON the last CPU; returns x0.
+fn racer(round: u64) -> u64 {
+    if !hw::wait_until(super::pos(), || GO.load(SeqCst) == round) {
+        return u64::MAX;
+    }
+    let Some(target) = last() else {
+        return u64::MAX;
+    };
+    rt::cpu_on(target) as u64
+}
+
+/// KVM serialises CPU_ONs of one target (`kvm_psci_vcpu_on`): exactly one caller sees SUCCESS,
+/// the others ALREADY_ON, never ON_PENDING. QEMU 7.2's own PSCI, which the native run uses,
+/// does not serialise them (run natively this case saw answers [0, -4, 0] and [0, 0, 0]: two
+/// and three SUCCESSes in one round), so it runs virtualized only.
+fn concurrent_cpu_on() -> Outcome {
+    const ROUNDS: u64 = 1000;
+    const ON_PENDING: i64 = -5;
+    if !super::virt() {
+        return Outcome::Skip("native");
+    }
+    let n = gic().cpu_count;
+    if n < 4 {
+        return Outcome::Skip("needs 4 CPUs");
+    }
+    let target = n - 1;
+    let mut pending_seen = 0;
+    for round in 1..=ROUNDS {
+        if CPUS[target].online.load(SeqCst) {
+            rt::post(target, rt::cpu_off_job, 0);
+        }
+        ensure!(
+            hw::wait_until(super::pos(), || rt::affinity_info(target) == 1),
+            "round {round}: CPU {target} did not go off"
+        );
+        for c in 1..3 {
+            rt::post(c, racer, round);
+        }
+        GO.store(round, SeqCst);
+        let mine = rt::cpu_on(target);
+        let done = hw::wait_until(super::pos(), || {
+            (1..3).all(|c| CPUS[c].job.load(SeqCst) == 0)
+        });
+        ensure!(done, "round {round}: a racer did not finish");
+        let answers = [
+            mine,
+            CPUS[1].result.load(SeqCst) as i64,
+            CPUS[2].result.load(SeqCst) as i64,
+        ];
+        let wins = answers.iter().filter(|&&r| r == 0).count();
+        let already = answers.iter().filter(|&&r| r == ALREADY_ON).count();
+        pending_seen += answers.iter().filter(|&&r| r == ON_PENDING).count();
+        ensure!(
+            wins == 1 && already == 2,
+            "round {round}: answers {answers:?} (0 SUCCESS, -4 ALREADY_ON, -5 ON_PENDING)"
+        );
+        ensure!(
+            hw::wait_until(super::pos(), || CPUS[target].online.load(SeqCst)),
+            "round {round}: CPU {target} did not come online"
+        );
+    }
+    diag!("{ROUNDS} rounds, ON_PENDING seen {pending_seen} times");
     Outcome::Pass
 }
