@@ -141,11 +141,6 @@ impl PhysWork {
         }
         out
     }
-
-    /// Forgets every interrupt's work.
-    pub fn clear(&mut self) {
-        *self = PhysWork::default();
-    }
 }
 
 #[cfg(test)]
