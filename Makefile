@@ -13,7 +13,7 @@
 #                     (native vs exitless): what CI runs (.ci/run)
 #   make guest        build the GIC conformance/benchmark guest (tests/guest -> out/guest.bin)
 #   make guest-tests  run it natively and under exitless on GICv3, GICv2 and a GICv4 host,
-#                     compare the two
+#                     compare the two; then, on GICv3 and GICv2, the hostile guest beside it
 #   make bench        interrupt benchmarks, native vs exitless under -icount (docs/bench/);
 #                     BENCH_GIC=3,2,4 for every GIC (default 3); not part of make test
 #   make test-host    host unit tests only (cargo test on the pure core, core/)

@@ -225,6 +225,7 @@ pub fn start(info: &PlatformInfo<'_>, online: usize) -> ! {
     PASSTHROUGH_IRQS.call_once(|| passthrough);
     VMS.call_once(|| vms);
     console::init();
+    crate::machine::heap::mark_started();
     STARTED.store(true, Ordering::Release);
     arch::send_event();
     log::info!(

@@ -316,6 +316,20 @@ fn stop_vm(cpu: usize, rt: &VmRuntime, me: usize) {
                 .get()
                 .is_some_and(|vms| vms.iter().all(|r| r.stopped.load(Ordering::Acquire)));
             if all {
+                let (start, peak) = crate::machine::heap::usage();
+                let bound = crate::machine::heap::GROWTH_BOUND;
+                log::info!(
+                    "heap: {} KiB in use when the VMs started, high-water mark since {} KiB: {} \
+                     the bound of {} KiB more",
+                    start >> 10,
+                    peak >> 10,
+                    if peak <= start + bound {
+                        "within"
+                    } else {
+                        "ABOVE"
+                    },
+                    bound >> 10
+                );
                 log::info!("all VMs are off: powering the machine off");
                 crate::machine::power::power_off();
             }

@@ -14,8 +14,10 @@
 //!    An active candidate left out is counted for EOIcount even when it is also pending.
 //! 2. An edge's pending state moves into the LR when loaded (the model's latch then records only
 //!    new edges); fold puts it back if the guest has not taken it.
-//! 3. More candidates than LRs: UIE (refill when the LRs are nearly empty); pending ones left
-//!    out: NPIE (refill when no LR is pending any more); active ones left out: LRENPIE, and an
+//! 3. More candidates than LRs: UIE (refill when the LRs are nearly empty); takeable ones left
+//!    out: NPIE (refill when no LR is pending any more; never for an active-and-pending one
+//!    alone, or LRs holding only active interrupts would assert NP for ever); active ones left
+//!    out: LRENPIE, and an
 //!    EOI the guest makes for one of them is counted in ICH_HCR_EL2.EOIcount, which fold replays
 //!    by deactivating the highest-priority active interrupt outside the LRs; with EOImode=1 DIR
 //!    is trapped (TDIR) so it can be applied to those too, and EOIcount is then ignored (an EOI
@@ -105,7 +107,11 @@ impl Vgic {
         let mut outside_active = Vec::new();
         for (n, c) in cands.iter().enumerate() {
             if n >= lr_count {
-                if c.pending {
+                // NPIE only for one the guest could take once the LRs' pending ones are taken.
+                // An active-and-pending one left out waits for its deactivation (LRENPIE below);
+                // with NPIE for it, LRs holding only active interrupts would assert NP at once
+                // and for ever, and the vCPU would never run again (found by the hostile guest).
+                if c.takeable() {
                     hcr |= hcr::NPIE;
                 }
                 if c.active {
@@ -173,7 +179,12 @@ impl Vgic {
     fn load(&mut self, vcpu: VcpuId, id: IntId) -> LrEntry {
         let (grp0, grp1) = (self.enable_grp0, self.enable_grp1);
         let irq = self.irq_mut(vcpu, id).expect("candidates exist");
-        let pending = irq.wants_delivery(grp0, grp1);
+        // A linked interrupt's pending state is kept by the physical GIC: while the virtual one
+        // is active it goes into the LR active only, never active and pending (KVM
+        // `vgic_v3_populate_lr`). An active-and-pending HW LR would be taken again after the
+        // guest's EOI has already deactivated the physical interrupt, and its model level would
+        // never drop: the guest would see the interrupt for ever (found by the hostile guest).
+        let pending = irq.wants_delivery(grp0, grp1) && !(irq.hw.is_some() && irq.active);
         let mut source = 0;
         let mut eoi_maintenance = false;
         if pending {

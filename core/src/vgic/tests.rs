@@ -138,6 +138,28 @@ fn linked_timer_taken() -> Vgic {
     g
 }
 
+/// KVM `vgic_v3_populate_lr`: "Never set pending+active on a HW interrupt, as the pending
+/// state is kept at the physical distributor level." Found by the hostile guest: its timer,
+/// taken and silenced, came back after every EOI (active+pending LR -> pending after the
+/// deactivation) and the vCPU took it for ever.
+#[test]
+fn a_linked_interrupt_is_never_loaded_active_and_pending() {
+    let mut g = linked_timer_taken();
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
+    assert_eq!(sh.used, 1);
+    assert_eq!(sh.lrs[0] >> 62, 0b10, "active only: {:#x}", sh.lrs[0]);
+    // The guest's EOI deactivates the physical interrupt (HW) and empties the LR; its line is
+    // low, so the interrupt is over.
+    sh.lrs[0] &= !(3 << 62);
+    g.fold(0, &sh);
+    let irq = g.irq(0, IntId(27)).unwrap();
+    assert!(!irq.active && !irq.is_pending(), "{irq:?}");
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
+    assert_eq!(sh.used, 0);
+}
+
 /// Found by the conformance guest under load: with one VM-wide queue, vCPU 2's flush took the
 /// deactivation of vCPU 0's timer PPI and did it on its own CPU, and vCPU 0's timer never
 /// fired again.

@@ -34,6 +34,9 @@ pub struct Platform {
     pub ptimer: u32,
     pub vtimer: u32,
     pub bench: bool,
+    /// `exitless.hostile[=WRITES,OPS]`: run the hostile guest ([`crate::hostile`]) with these
+    /// counts (0: its defaults) instead of the cases.
+    pub hostile: Option<(u64, u64)>,
 }
 
 /// The big-endian u32 cells of a property.
@@ -139,10 +142,20 @@ pub fn parse(addr: usize) -> Result<Platform, &'static str> {
         return Err("no CPU in /cpus");
     }
 
-    let bench = fdt
-        .chosen()
-        .bootargs()
-        .is_some_and(|b| b.split_ascii_whitespace().any(|w| w == "exitless.bench"));
+    let bootargs = fdt.chosen().bootargs().unwrap_or("");
+    let bench = bootargs
+        .split_ascii_whitespace()
+        .any(|w| w == "exitless.bench");
+    let hostile = bootargs.split_ascii_whitespace().find_map(|w| {
+        let rest = w.strip_prefix("exitless.hostile")?;
+        let rest = match rest.strip_prefix('=') {
+            Some(r) => r,
+            None if rest.is_empty() => return Some((0, 0)),
+            None => return None,
+        };
+        let (a, b) = rest.split_once(',').unwrap_or((rest, "0"));
+        Some((a.parse().unwrap_or(0), b.parse().unwrap_or(0)))
+    });
 
     Ok(Platform {
         gic,
@@ -153,6 +166,7 @@ pub fn parse(addr: usize) -> Result<Platform, &'static str> {
         ptimer: ppis[1],
         vtimer: ppis[2],
         bench,
+        hostile,
     })
 }
 

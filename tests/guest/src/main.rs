@@ -16,6 +16,7 @@ mod bench;
 mod cases;
 mod dt;
 mod gic;
+mod hostile;
 mod hw;
 mod rt;
 mod tap;

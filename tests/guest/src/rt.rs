@@ -287,6 +287,10 @@ pub extern "C" fn exception(frame: &mut Frame, kind: u64) {
                 frame.elr += 4;
                 return;
             }
+            if crate::hostile::ACTIVE.load(Relaxed) && crate::hostile::tolerate(esr) {
+                frame.elr += 4;
+                return;
+            }
             println!(
                 "Bail out! CPU {} synchronous exception: ESR {:#x} (EC {:#x}) ELR {:#x} FAR {:#x}",
                 hw::cpu(),
@@ -490,7 +494,9 @@ pub extern "C" fn primary_main(dtb: usize) -> ! {
     for c in 1..p.cpu_count {
         hw::wait_until(hw::us(5_000_000), || CPUS[c].online.load(SeqCst));
     }
-    if p.bench {
+    if let Some((writes, ops)) = p.hostile {
+        crate::hostile::run(writes, ops);
+    } else if p.bench {
         crate::bench::run();
     } else {
         crate::cases::run();
