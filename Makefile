@@ -16,6 +16,9 @@
 #                     compare the two; then, on GICv3 and GICv2, the hostile guest beside it
 #   make bench        interrupt benchmarks, native vs exitless under -icount (docs/bench/);
 #                     BENCH_GIC=3,2,4 for every GIC (default 3); not part of make test
+#   make fuzz         coverage-guided fuzzing (cargo-fuzz) of the guest-facing decoders and
+#                     models, FUZZ_SECONDS (60) per target; FUZZ_SAVE=1 keeps the corpus;
+#                     not part of make test
 #   make test-host    host unit tests only (cargo test on the pure core, core/)
 #   make test-qemu    QEMU boot tests only
 #   make check        rustfmt, clippy -D warnings (core on the host, both crates bare-metal),
@@ -39,7 +42,7 @@ QEMU     := python3 scripts/qemu.py
 GUEST_ELF := target/guest/$(TARGET)/release/exitless-guest
 GUEST_BIN := $(OUT)/guest.bin
 
-.PHONY: all setup build bundle run run-rpi4 rpi4 debug test test-host test-qemu check fixtures clean guest guest-tests bench
+.PHONY: all setup build bundle run run-rpi4 rpi4 debug test test-host test-qemu check fixtures clean guest guest-tests bench fuzz
 .DEFAULT_GOAL := all
 
 all: build
@@ -107,9 +110,13 @@ bench: build guest
 		  apt-get install -y -q --no-install-recommends python3-matplotlib >/dev/null; }; }
 	$(BENCH_PY) scripts/bench.py --gic $(BENCH_GIC)
 
+fuzz: setup
+	python3 scripts/fuzz.py
+
 check: setup
 	cargo fmt --all --check
 	cargo clippy -p exitless-core --all-targets --target $(HOST) -- -D warnings
+	cargo clippy -p exitless-core --features fuzzing --target $(HOST) -- -D warnings
 	cargo clippy --workspace --release --target $(TARGET) -- -D warnings
 	bash scripts/check-layering.sh
 	cd tests/guest && cargo fmt --check && RUSTFLAGS="-C force-frame-pointers=yes" \

@@ -46,7 +46,7 @@ for p in files("core/src"):
 
 # 3. One-way layers, lowest rank 1.
 RANKS = {
-    "core/src": {"hv": 6, "vm": 5, "vgic": 4, "vcpu": 4, "dev": 4, "gic": 3, "platform": 2,
+    "core/src": {"fuzz": 7, "hv": 6, "vm": 5, "vgic": 4, "vcpu": 4, "dev": 4, "gic": 3, "platform": 2,
                  "mm": 1, "trap": 1, "util": 1},
     "src": {"boot": 5, "hv": 4, "machine": 3, "drivers": 2, "arch": 1},
 }

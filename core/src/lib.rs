@@ -35,6 +35,8 @@
 extern crate alloc;
 
 pub mod dev;
+#[cfg(feature = "fuzzing")]
+pub mod fuzz;
 pub mod gic;
 pub mod hv;
 pub mod mm;

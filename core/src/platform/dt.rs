@@ -175,11 +175,15 @@ fn strip_nops(blob: &mut [u8]) -> Result<(), DtError> {
 }
 
 /// Walks the structure-block tokens: names NUL-terminated inside the block, property values and
-/// name offsets in bounds, nodes properly nested, exactly one root, ending with FDT_END.
+/// name offsets in bounds, nodes properly nested, a node's properties before its child nodes
+/// (DTSpec 5.4.1: the `fdt` crate asserts on a property after a child), exactly one root,
+/// ending with FDT_END.
 fn check_structure(s: &[u8], strings: &[u8]) -> Result<(), DtError> {
     let mut off = 0usize;
     let mut depth = 0usize;
     let mut roots = 0usize;
+    // Bit d: the open node at depth d (1-based) already has a child node.
+    let mut has_child = 0u32;
     loop {
         let bad = DtError::BadStructure(off);
         let token = be32(s, off).ok_or(bad)?;
@@ -193,14 +197,16 @@ fn check_structure(s: &[u8], strings: &[u8]) -> Result<(), DtError> {
                 if depth == 0 {
                     roots += 1;
                 }
+                has_child |= 1 << depth;
                 depth += 1;
                 if depth > MAX_DEPTH || roots > 1 {
                     return Err(bad);
                 }
+                has_child &= !(1 << depth);
             }
             FDT_END_NODE => depth = depth.checked_sub(1).ok_or(bad)?,
             FDT_PROP => {
-                if depth == 0 {
+                if depth == 0 || has_child & (1 << depth) != 0 {
                     return Err(bad);
                 }
                 let len = be32(s, off).ok_or(bad)? as usize;

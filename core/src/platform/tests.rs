@@ -382,6 +382,57 @@ fn corrupt_structure_is_an_error_not_a_panic() {
     assert_eq!(dt::validate(&bad).err(), Some(DtError::BadStructure(0)));
 }
 
+/// A minimal version-17 blob around structure block `structs` and strings block `strings`.
+fn blob_of(structs: &[u32], strings: &[u8]) -> Vec<u8> {
+    let off_rsvmap = 40;
+    let off_struct = off_rsvmap + 16;
+    let size_struct = structs.len() * 4;
+    let off_strings = off_struct + size_struct;
+    let total = off_strings + strings.len();
+    let header = [
+        0xd00d_feed,
+        total as u32,
+        off_struct as u32,
+        off_strings as u32,
+        off_rsvmap as u32,
+        17,
+        16,
+        0,
+        strings.len() as u32,
+        size_struct as u32,
+    ];
+    let mut b: Vec<u8> = header.iter().flat_map(|w| w.to_be_bytes()).collect();
+    b.extend_from_slice(&[0; 16]);
+    b.extend(structs.iter().flat_map(|w| w.to_be_bytes()));
+    b.extend_from_slice(strings);
+    b
+}
+
+/// DTSpec 5.4.1: a node's properties come before its child nodes. The `fdt` crate asserts on a
+/// property after a child ("bad node"): found by `make fuzz` (the dtb target), with a tree that
+/// passed validation and then panicked in `PlatformInfo::parse`.
+#[test]
+fn a_property_after_a_child_node_is_refused() {
+    const BEGIN: u32 = 1;
+    const END_NODE: u32 = 2;
+    const PROP: u32 = 3;
+    const END: u32 = 9;
+    // / { a { }; x; };  with the name "a" padded to 4 bytes, x an empty property.
+    let name_a = u32::from_be_bytes(*b"a\0\0\0");
+    let bad = blob_of(
+        &[BEGIN, 0, BEGIN, name_a, END_NODE, PROP, 0, 0, END_NODE, END],
+        b"x\0",
+    );
+    assert!(matches!(dt::validate(&bad), Err(DtError::BadStructure(_))));
+    // The same property before the child is fine, and parses.
+    let good = blob_of(
+        &[BEGIN, 0, PROP, 0, 0, BEGIN, name_a, END_NODE, END_NODE, END],
+        b"x\0",
+    );
+    let fdt = dt::validate(&good).expect("properties first validates");
+    let _ = PlatformInfo::parse(&fdt, 0);
+}
+
 #[test]
 fn truncated_blob_is_refused() {
     let good = fixture("virt-gicv3");
