@@ -351,6 +351,30 @@ impl Vgic {
         core::mem::take(&mut self.kicks)
     }
 
+    /// For the randomized host tests and the fuzzer: takes every vCPU's physical work and the
+    /// kicks, and panics (naming `ctx`) unless the work concerns only the `linked` INTIDs, routes
+    /// only to vCPUs that exist, and no kick names a vCPU that does not exist.
+    #[cfg(any(test, feature = "fuzzing"))]
+    pub fn drain_checked(&mut self, linked: &[u32], ctx: &dyn core::fmt::Display) {
+        let vcpus = self.cpus.len();
+        for w in 0..vcpus {
+            for op in self.take_phys(w) {
+                assert!(
+                    linked.contains(&op.intid()),
+                    "{ctx}: {op:?} on an unlinked INTID"
+                );
+                if let PhysOp::Route(_, t) = op {
+                    assert!(t < vcpus, "{ctx}: {op:?} to no vCPU");
+                }
+            }
+        }
+        assert_eq!(
+            self.take_kicks() >> vcpus,
+            0,
+            "{ctx}: a kick of a vCPU that does not exist"
+        );
+    }
+
     /// GICD_CTLR group enables; every interrupt may change its target.
     pub fn set_group_enables(&mut self, grp0: bool, grp1: bool) {
         self.enable_grp0 = grp0;
