@@ -60,6 +60,9 @@ pub fn counters(vm: &Vm) -> String {
             for (id, c) in s.sysregs.iter().filter(|(id, _)| !is_id(id)) {
                 let _ = write!(out, ", {id} {c}");
             }
+            if s.sysregs_other != 0 {
+                let _ = write!(out, ", other encodings {}", s.sysregs_other);
+            }
             let _ = writeln!(out);
         }
         ack_eoi_exits += ACK_EOI_REGS

@@ -171,13 +171,19 @@ pub enum InjectKind {
     PassthroughSpi,
 }
 
+/// The most system-register encodings a vCPU's trap counters keep by name.
+pub const MAX_SYSREG_KEYS: usize = 64;
+
 /// Per-vCPU counters.
 #[derive(Debug, Clone, Default)]
 pub struct VcpuStats {
     /// Exits by reason, indexed like [`ExitReason::ALL`].
     pub exits: [u64; 11],
-    /// Trapped system registers by encoding.
+    /// Trapped system registers by encoding, for the first [`MAX_SYSREG_KEYS`] encodings seen.
     pub sysregs: BTreeMap<SysRegId, u64>,
+    /// Traps of encodings beyond those: a guest that walks the IMPLEMENTATION DEFINED space
+    /// (thousands of encodings trap) must not grow the hypervisor's heap with it.
+    pub sysregs_other: u64,
     /// Maintenance interrupts taken.
     pub maintenance: u64,
     /// Kicks (physical SGIs) received.
@@ -528,7 +534,13 @@ impl Vm {
                 s.exits[i] += 1;
             }
             if let Exit::SysReg { id, .. } = exit {
-                *s.sysregs.entry(id).or_insert(0) += 1;
+                if let Some(c) = s.sysregs.get_mut(&id) {
+                    *c += 1;
+                } else if s.sysregs.len() < MAX_SYSREG_KEYS {
+                    s.sysregs.insert(id, 1);
+                } else {
+                    s.sysregs_other += 1;
+                }
             }
         }
         match exit {
@@ -739,16 +751,18 @@ impl Vm {
         if function == psci::HYP_GET_EXIT_COUNTERS {
             // x1 = reason index: returns that counter of the calling vCPU in x1 (x0 = 0), or the
             // total when x1 is u64::MAX; unknown index: NOT_SUPPORTED.
-            let s = self
-                .vcpus
-                .get(vcpu)
-                .map(|v| v.stats.lock().clone())
-                .unwrap_or_default();
+            // Read under the lock, without copying the stats (an HVC allocates nothing).
             let which = regs.x[1];
-            let v = if which == u64::MAX {
-                Some(s.total())
-            } else {
-                s.exits.get(which as usize).copied()
+            let v = match self.vcpus.get(vcpu) {
+                Some(slot) => {
+                    let s = slot.stats.lock();
+                    if which == u64::MAX {
+                        Some(s.total())
+                    } else {
+                        s.exits.get(which as usize).copied()
+                    }
+                }
+                None => (which == u64::MAX || which < ExitReason::ALL.len() as u64).then_some(0),
             };
             return match v {
                 Some(v) => {

@@ -416,6 +416,34 @@ fn unknown_system_register_is_undef() {
     assert_eq!(vm.vcpus[0].stats.lock().sysregs.get(&pmcr), Some(&1));
 }
 
+/// Found reading the hostile run's heap figures: each trapped encoding was a new key of the
+/// vCPU's counters, and a guest walking the IMPLEMENTATION DEFINED space (TIDCP traps 2,048
+/// encodings, more with the debug and PMU spaces) grew the heap with it. The first 64 keep
+/// their names; the rest are counted together.
+#[test]
+fn trapped_system_register_counters_keep_at_most_64_encodings() {
+    let vm = vm();
+    let mut hw = FakeHw::default();
+    let mut n = 0u64;
+    for op1 in 0..8 {
+        for crm in 0..16 {
+            for op2 in 0..2 {
+                let exit = Exit::SysReg {
+                    id: SysRegId::new(3, op1, 15, crm, op2),
+                    rt: 0,
+                    write: false,
+                };
+                vm.handle_exit(0, &mut regs_at(0x4000_1000), exit, &mut hw);
+                n += 1;
+            }
+        }
+    }
+    let s = vm.vcpus[0].stats.lock();
+    assert_eq!(s.sysregs.len(), MAX_SYSREG_KEYS);
+    assert_eq!(s.sysregs_other, n - MAX_SYSREG_KEYS as u64);
+    assert_eq!(s.count(ExitReason::SysReg), n);
+}
+
 #[test]
 fn vendor_call_returns_exit_counters() {
     let vm = vm();
