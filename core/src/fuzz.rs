@@ -165,11 +165,7 @@ pub fn vm_exits(data: &[u8]) {
         let Some(exit) = exit_from(&mut b, op & 0xf) else {
             break;
         };
-        let len = match exit {
-            Exit::Mmio(a) => u64::from(a.instr_len),
-            Exit::Wfx { instr_len, .. } => u64::from(instr_len),
-            _ => 4,
-        };
+        let len = u64::from(exit.instr_len());
         let out = vm.handle_exit(v, &mut regs, exit, &mut hw);
         assert!(
             regs.pc == 0x4000_1000 || regs.pc == 0x4000_1000 + len,

@@ -229,6 +229,19 @@ pub enum Exit {
     },
 }
 
+impl Exit {
+    /// The length in bytes of the instruction that exited: what an emulated instruction moves
+    /// the PC by. ESR_EL2.IL for MMIO and WFx (a 16-bit T32 instruction is 2); 4 for the rest
+    /// (HVC, SMC and system-register accesses have no 16-bit encoding).
+    pub fn instr_len(&self) -> u8 {
+        match *self {
+            Exit::Mmio(a) => a.instr_len,
+            Exit::Wfx { instr_len, .. } => instr_len,
+            _ => 4,
+        }
+    }
+}
+
 impl fmt::Display for Exit {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

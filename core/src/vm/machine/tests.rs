@@ -704,11 +704,7 @@ fn hostile_run(gic: &str, vcpus: usize, fmt: crate::vgic::lr::LrFormat, seed: u6
         let mut regs = regs_at(0x4000_1000);
         let exit = hostile_exit(&mut rng, vcpus, &mut regs);
         // An emulated instruction moves the PC by its length (ESR_EL2.IL), nothing else does.
-        let len = match exit {
-            Exit::Mmio(a) => u64::from(a.instr_len),
-            Exit::Wfx { instr_len, .. } => u64::from(instr_len),
-            _ => 4,
-        };
+        let len = u64::from(exit.instr_len());
         let out = vm.handle_exit(v, &mut regs, exit, &mut hw);
         assert!(
             !matches!(out, Outcome::VmOff | Outcome::VmReset),
