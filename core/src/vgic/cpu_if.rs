@@ -17,12 +17,12 @@
 //! 3. More candidates than LRs: UIE (refill when the LRs are nearly empty); takeable ones left
 //!    out: NPIE (refill when no LR is pending any more; never for an active-and-pending one
 //!    alone, or LRs holding only active interrupts would assert NP for ever); active ones left
-//!    out: LRENPIE, and an
-//!    EOI the guest makes for one of them is counted in ICH_HCR_EL2.EOIcount, which fold replays
-//!    by deactivating the highest-priority active interrupt outside the LRs; with EOImode=1 DIR
-//!    is trapped (TDIR) so it can be applied to those too, and EOIcount is then ignored (an EOI
-//!    is only a priority drop). GICv2 cannot trap DIR: there EOIcount, which counts the DIRs
-//!    that found no LR, is replayed in priority order whatever the EOImode.
+//!    out: LRENPIE, and an EOI the guest makes for one of them is counted in
+//!    ICH_HCR_EL2.EOIcount, which fold replays by deactivating the highest-priority active
+//!    interrupt outside the LRs; with EOImode=1 DIR is trapped (TDIR) so it can be applied to
+//!    those too, and EOIcount is then ignored (an EOI is only a priority drop). GICv2 cannot
+//!    trap DIR: there EOIcount, which counts the DIRs that found no LR, is replayed in priority
+//!    order whatever the EOImode.
 //! 4. A software level-triggered interrupt asks for an EOI maintenance interrupt so its level is
 //!    sampled again after completion; a linked (HW) level interrupt is completed in hardware and
 //!    fires again physically if its line is still asserted.
