@@ -294,8 +294,10 @@ fn create_vm(
             None => None,
         }
         .ok_or("vGICv2 needs the GIC's virtual CPU interface frame (GICV)")?;
-        // The guest's GICC page pair is the hardware's GICV: IAR/EOIR/DIR/PMR without exits.
-        mem.map_device(vc.layout.gicc, gicv.start, 0x2000)
+        // The guest's GICC page is the hardware's GICV: IAR/EOIR/PMR without exits. Its
+        // GICC_DIR page stays unmapped: an EOImode=1 DIR traps, so that it can deactivate an
+        // interrupt in another vCPU's list register (vgic::cpu_if, rule 6).
+        mem.map_device(vc.layout.gicc, gicv.start, 0x1000)
             .map_err(|e| e.to_string())?;
     }
     for p in &vc.passthrough {

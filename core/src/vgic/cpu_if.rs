@@ -19,16 +19,20 @@
 //!    alone, or LRs holding only active interrupts would assert NP for ever); active ones left
 //!    out: LRENPIE, and an EOI the guest makes for one of them is counted in
 //!    ICH_HCR_EL2.EOIcount, which fold replays by deactivating the highest-priority active
-//!    interrupt outside the LRs; with EOImode=1 DIR is trapped (TDIR) so it can be applied to
-//!    those too, and EOIcount is then ignored (an EOI is only a priority drop). GICv2 cannot
-//!    trap DIR: there EOIcount, which counts the DIRs that found no LR, is replayed in priority
-//!    order whatever the EOImode.
+//!    interrupt outside the LRs; with EOImode=1 DIR is trapped (rule 6) so it can be applied
+//!    to those too, and EOIcount is then ignored (an EOI is only a priority drop).
 //! 4. A software level-triggered interrupt asks for an EOI maintenance interrupt so its level is
 //!    sampled again after completion; a linked (HW) level interrupt is completed in hardware and
 //!    fires again physically if its line is still asserted.
 //! 5. GICv2 SGIs pending from several sources are loaded one source at a time, with an EOI
 //!    maintenance interrupt to load the next (never UIE: it fires while at most one LR is valid,
 //!    so with that SGI alone in the LRs the vCPU would exit for ever).
+//! 6. EOImode=1 deactivation can come from any vCPU (KVM's "asymmetric deactivation": Linux
+//!    threaded handlers deactivate an SPI on the CPU the thread runs on). DIR must then reach
+//!    the model: a vGICv3 traps ICC_DIR_EL1 (TDIR) while an SPI is in flight on another vCPU or
+//!    an active interrupt waits outside the LRs, and loading an SPI kicks running vCPUs that do
+//!    not trap yet; a vGICv2's GICC_DIR page is never mapped, so its DIR always traps. A
+//!    trapped DIR of an SPI in another vCPU's LR is applied by that vCPU's fold.
 
 use alloc::vec::Vec;
 
@@ -105,6 +109,7 @@ impl Vgic {
         let mut hcr = hcr::EN;
         let mut used = 0;
         let mut outside_active = Vec::new();
+        let mut loaded_spi = false;
         for (n, c) in cands.iter().enumerate() {
             if n >= lr_count {
                 // NPIE only for one the guest could take once the LRs' pending ones are taken.
@@ -119,6 +124,7 @@ impl Vgic {
                 }
                 continue;
             }
+            loaded_spi |= c.id.is_spi();
             let entry = self.load(vcpu, c.id);
             shadow.lrs[used] = fmt.encode(&entry);
             self.cpus[vcpu].lrs[used] = Some(entry);
@@ -130,11 +136,28 @@ impl Vgic {
         }
         if !outside_active.is_empty() {
             hcr |= hcr::LRENPIE;
-            if self.cpus[vcpu].eoimode1 {
-                hcr |= hcr::TDIR;
+        }
+        // Rule 6. A vGICv2's DIR page always traps; a vGICv3's DIR traps while the guest's
+        // EOImode=1 deactivation could miss the LRs: an active interrupt waits outside them,
+        // or an SPI is in flight on another vCPU.
+        let v3 = self.version == crate::platform::GicVersion::V3;
+        let dir_trapped = !v3
+            || (self.cpus[vcpu].eoimode1
+                && (!outside_active.is_empty() || self.spi_in_flight_elsewhere(vcpu)));
+        if v3 && dir_trapped {
+            hcr |= hcr::TDIR;
+        }
+        if v3 && loaded_spi {
+            // An SPI now in flight here: a running vCPU of this VM in EOImode=1 without the
+            // DIR trap exits, so that its next flush traps DIR (its guest may deactivate it).
+            for (n, o) in self.cpus.iter().enumerate() {
+                if n != vcpu && o.running && o.eoimode1 && !o.dir_trapped {
+                    self.kicks |= 1 << n;
+                }
             }
         }
         let c = &mut self.cpus[vcpu];
+        c.dir_trapped = dir_trapped;
         for lr in &mut c.lrs[used..] {
             *lr = None;
         }
@@ -224,14 +247,12 @@ impl Vgic {
     /// from the hardware, `shadow.hcr` the ICH_HCR_EL2 value (for EOIcount).
     pub fn fold(&mut self, vcpu: VcpuId, shadow: &CpuIfShadow) {
         let fmt = self.lr_format();
-        // TDIR traps the ICC/ICV_DIR_EL1 system register: a GICv3 guest's DIR only.
-        let v3_guest = self.version == crate::platform::GicVersion::V3;
         let Some(c) = self.cpus.get_mut(vcpu) else {
             return;
         };
         c.running = false;
-        // Whether flush trapped DIR.
-        let dir_trapped = v3_guest && c.eoimode1 && !c.outside_active.is_empty();
+        let dir_trapped = c.dir_trapped;
+        c.dir_trapped = false;
         c.eoimode1 = shadow.eoimode1;
         let loaded: [Option<LrEntry>; MAX_LRS] = core::mem::replace(&mut c.lrs, [None; MAX_LRS]);
         for (n, entry) in loaded.iter().enumerate() {
@@ -240,10 +261,10 @@ impl Vgic {
             self.fold_one(vcpu, entry, state);
         }
         // With EOImode=1 an EOI is only a priority drop, yet QEMU's GICv3 virtual interface
-        // still counts one that finds no LR in EOIcount. When DIR was trapped (TDIR), every
-        // deactivation of an interrupt outside the LRs arrived as a trapped DIR: EOIcount then
-        // holds only such EOIs and must not deactivate anything. Otherwise (EOImode=0, or
-        // GICv2, which cannot trap DIR) EOIcount counts deactivations and is replayed.
+        // still counts one that finds no LR in EOIcount. When DIR was trapped (TDIR, or the
+        // vGICv2's DIR page), every deactivation of an interrupt outside the LRs arrived as a
+        // trapped DIR: EOIcount then holds only such EOIs and must not deactivate anything.
+        // Otherwise (EOImode=0) EOIcount counts deactivations and is replayed.
         let eoicount = if shadow.eoimode1 && dir_trapped {
             0
         } else {
@@ -289,13 +310,34 @@ impl Vgic {
             irq.pending_latch = false;
             irq.sgi_sources = 0;
         }
+        let mut phys = None;
         if let Some(a) = irq.active_request.take() {
+            if !a && state.active && !entry.state.active {
+                // Deactivated (ICACTIVER, another vCPU's DIR) after the guest acknowledged it
+                // here: the model did not know it was active then, so a linked one's physical
+                // twin is deactivated now.
+                phys = entry.hw;
+                if irq.trigger == Trigger::Level && entry.hw.is_some() {
+                    irq.line_level = false;
+                }
+            }
             irq.active = a;
             if !a {
                 irq.active_on = None;
             }
         }
         self.requeue(vcpu, id);
+        if let Some(p) = phys {
+            self.phys_op(vcpu, PhysOp::Deactivate(p));
+        }
+    }
+
+    /// True if an SPI of this VM is in another vCPU's list registers or active with no list
+    /// register here (the guest may deactivate it from `vcpu`).
+    fn spi_in_flight_elsewhere(&self, vcpu: VcpuId) -> bool {
+        self.spis.iter().any(|i| {
+            i.resident.is_some_and(|r| r != vcpu) || (i.active && i.active_on != Some(vcpu))
+        })
     }
 
     /// EOIcount replay: deactivates the highest-priority active interrupt of `vcpu` that was
@@ -315,11 +357,16 @@ impl Vgic {
     }
 
     /// Deactivates interrupt `id` on behalf of vCPU `vcpu` (EOIcount replay, trapped
-    /// ICC_DIR_EL1): clears its active state and, if it is linked, asks for the physical one to
-    /// be deactivated.
+    /// ICC_DIR_EL1 or GICC_DIR): clears its active state and, if it is linked, asks for the
+    /// physical one to be deactivated. An SPI in another vCPU's list register (this vCPU's were
+    /// folded before its trap was handled) is deactivated there: that vCPU is kicked and its
+    /// fold applies it (rule 6).
     pub fn deactivate(&mut self, vcpu: VcpuId, id: IntId) {
         let mut phys = None;
         self.update(vcpu, id, |i| {
+            if i.resident.is_some() {
+                i.active_request = Some(false);
+            }
             if i.active {
                 phys = i.hw;
                 if i.trigger == Trigger::Level && i.hw.is_some() {

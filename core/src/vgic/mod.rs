@@ -87,6 +87,11 @@ pub struct VgicCpu {
     /// The guest's ICH_VMCR_EL2.VEOIM / GICV_CTLR.EOImode (split priority drop and
     /// deactivation), as read at the last exit.
     pub eoimode1: bool,
+    /// Whether every deactivation the guest makes outside the list registers reaches the model
+    /// as a trapped DIR until the next exit: ICH_HCR_EL2.TDIR was set by the last flush, or
+    /// the VM is a vGICv2 (its GICC_DIR page is never mapped). Fold then ignores EOIcount
+    /// under EOImode=1.
+    pub dir_trapped: bool,
     /// GICR_WAKER.ProcessorSleep (vGICv3).
     pub processor_sleep: bool,
     /// GICR_CTLR.EnableLPIs and the LPI tables (kept for the ITS).
@@ -174,6 +179,7 @@ impl Vgic {
                 outside_active: Vec::new(),
                 running: false,
                 eoimode1: false,
+                dir_trapped: false,
                 processor_sleep: true,
                 lpis_enabled: false,
                 propbaser: 0,
@@ -635,6 +641,7 @@ impl Vgic {
         c.outside_active.clear();
         c.queued = [0; 16];
         c.running = false;
+        c.dir_trapped = false;
     }
 }
 

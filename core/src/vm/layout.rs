@@ -76,6 +76,16 @@ impl VmLayout {
         }
     }
 
+    /// The GICC_DIR page of the GICv2 CPU interface (its second 4 KiB page, GICC_DIR at its
+    /// start): never mapped to the hardware's GICV, so that every DIR traps (see
+    /// `vgic::cpu_if`, rule 6).
+    pub fn gicc_dir_range(&self) -> MemRange {
+        MemRange {
+            start: self.gicc + 0x1000,
+            end: self.gicc + 0x2000,
+        }
+    }
+
     /// The redistributor range for `vcpus` vCPUs.
     pub fn gicr_range(&self, vcpus: usize) -> MemRange {
         MemRange {

@@ -54,8 +54,8 @@ pub const CONSOLE_INPUT_QUEUE: usize = 4096;
 /// SPIs every VM's vGIC has (224, so 256 interrupt IDs as on QEMU virt).
 pub const VM_SPIS: u32 = 224;
 
-/// ICC_DIR_EL1, trapped while the guest uses EOImode=1 and active interrupts wait outside the
-/// list registers (ICH_HCR_EL2.TDIR).
+/// ICC_DIR_EL1, trapped (ICH_HCR_EL2.TDIR) while the guest uses EOImode=1 and an active
+/// interrupt waits outside the list registers or an SPI is in flight on another vCPU.
 pub const ICC_DIR_EL1: SysRegId = SysRegId::new(3, 0, 12, 11, 1);
 
 /// Emulated devices on a VM's MMIO bus.
@@ -67,6 +67,8 @@ pub enum Device {
     Gicr,
     /// The PL011.
     Uart,
+    /// The vGICv2's GICC_DIR page (the GICC page itself is the hardware's GICV).
+    GiccDir,
 }
 
 impl Device {
@@ -76,6 +78,7 @@ impl Device {
             Device::Gicd => "GICD",
             Device::Gicr => "GICR",
             Device::Uart => "PL011",
+            Device::GiccDir => "GICC",
         }
     }
 }
@@ -404,6 +407,9 @@ impl Vm {
         if config.gic == GicVersion::V3 {
             bus.insert(layout.gicr_range(config.vcpus), Device::Gicr, "GICR")
                 .map_err(bus_err)?;
+        } else {
+            bus.insert(layout.gicc_dir_range(), Device::GiccDir, "GICC_DIR")
+                .map_err(bus_err)?;
         }
         bus.insert(layout.uart_range(), Device::Uart, "PL011")
             .map_err(bus_err)?;
@@ -641,6 +647,21 @@ impl Vm {
                 }
                 (out.value, out.group)
             }
+            Device::GiccDir => {
+                // GICC_DIR (EOImode=1 deactivation), 32-bit write-only; the rest of the page is
+                // reserved: RAZ/WI. Applied to whichever vCPU holds the interrupt (rule 6).
+                match value {
+                    Some(v) if offset == 0 && a.width == 4 => {
+                        let mut vgic = self.vgic.lock();
+                        vgic.deactivate(vcpu, IntId(v as u32 & 0x3ff));
+                        let kicks = vgic.take_kicks();
+                        drop(vgic);
+                        hw.kick(self, kicks);
+                        (0, "DIR")
+                    }
+                    _ => (0, "other"),
+                }
+            }
             Device::Uart => {
                 let v = {
                     let mut uart = self.uart.lock();
@@ -786,7 +807,11 @@ impl Vm {
     ) -> Outcome {
         if id == ICC_DIR_EL1 && write {
             let intid = regs.reg(rt) as u32 & 0xff_ffff;
-            self.vgic.lock().deactivate(vcpu, IntId(intid));
+            let mut vgic = self.vgic.lock();
+            vgic.deactivate(vcpu, IntId(intid));
+            let kicks = vgic.take_kicks();
+            drop(vgic);
+            hw.kick(self, kicks);
             // MSR/MRS trap only from AArch64 (EC 0x18): 4 bytes.
             regs.skip_instruction(4);
             return Outcome::Resume;

@@ -281,10 +281,10 @@ fn eoicount_is_not_replayed_as_a_deactivation_with_eoimode1() {
     assert_eq!(g.cpu(0).unwrap().stats.eoicount_deactivations, 0);
 }
 
-/// GICv2 cannot trap GICV_DIR: with EOImode=1 a DIR of an interrupt outside the LRs is only
-/// seen as EOIcount, which must then be replayed.
+/// A vGICv2's GICC_DIR page is never mapped (rule 6), so with EOImode=1 every DIR arrives
+/// trapped and EOIcount (an EOI outside the LRs, a priority drop only) deactivates nothing.
 #[test]
-fn v2_eoicount_is_replayed_with_eoimode1_since_dir_is_not_trapped() {
+fn v2_dir_always_traps_so_eoicount_is_not_a_deactivation_with_eoimode1() {
     let mut g = Vgic::new(&V2);
     g.set_group_enables(true, true);
     for i in 0..5 {
@@ -298,9 +298,106 @@ fn v2_eoicount_is_replayed_with_eoimode1_since_dir_is_not_trapped() {
     g.fold(0, &sh);
     g.flush(0, &mut sh);
     assert_eq!(sh.used, 4, "44 waits outside");
+    assert_eq!(sh.hcr & hcr::TDIR, 0, "TDIR is a GICv3 bit only");
+    sh.hcr |= 1 << hcr::EOICOUNT_SHIFT;
+    g.fold(0, &sh);
+    assert!(g.irq(0, IntId(44)).unwrap().active, "an EOI is no DIR");
+    // The guest's DIR of 44 traps (GICC_DIR page) and deactivates it.
+    g.deactivate(0, IntId(44));
+    assert!(!g.irq(0, IntId(44)).unwrap().active);
+}
+
+/// With EOImode=0 (no DIR at all) a vGICv2's EOIcount is still replayed as deactivations.
+#[test]
+fn v2_eoicount_is_replayed_with_eoimode0() {
+    let mut g = Vgic::new(&V2);
+    g.set_group_enables(true, true);
+    for i in 0..5 {
+        spi(&mut g, 40 + i, 0x10 * (i as u8 + 1));
+        g.set_active(0, IntId(40 + i), true);
+    }
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
     sh.hcr |= 1 << hcr::EOICOUNT_SHIFT;
     g.fold(0, &sh);
     assert!(!g.irq(0, IntId(44)).unwrap().active);
+}
+
+/// KVM "asymmetric deactivation": an SPI acknowledged on vCPU 0 and deactivated with DIR on
+/// vCPU 1 (EOImode=1). vCPU 1 traps DIR while the SPI is in flight on vCPU 0 (it is kicked
+/// when the SPI is loaded there), and vCPU 0's fold applies the deactivation.
+#[test]
+fn eoimode1_dir_on_another_vcpu_deactivates_an_spi_active_there() {
+    let mut g = vgic();
+    spi(&mut g, 40, 0xa0);
+    let guest_in_eoimode1 = CpuIfShadow {
+        eoimode1: true,
+        ..Default::default()
+    };
+    let mut sh1 = guest_in_eoimode1;
+    g.fold(1, &sh1);
+    g.flush(1, &mut sh1);
+    assert_eq!(
+        sh1.hcr & hcr::TDIR,
+        0,
+        "nothing in flight: DIR runs in hardware"
+    );
+    let mut sh0 = guest_in_eoimode1;
+    g.fold(0, &sh0);
+    g.take_kicks();
+    g.set_pending(0, IntId(40), true);
+    g.flush(0, &mut sh0);
+    assert_eq!(ids(&sh0), [40]);
+    assert_eq!(
+        g.take_kicks() & 0b10,
+        0b10,
+        "vCPU 1 must come back to trap DIR"
+    );
+    g.fold(1, &sh1);
+    g.flush(1, &mut sh1);
+    assert_ne!(sh1.hcr & hcr::TDIR, 0, "an SPI is in flight on vCPU 0");
+    ack(&mut sh0, 0); // vCPU 0 takes it and drops its priority
+    // vCPU 1's guest deactivates it: the trapped ICC_DIR_EL1.
+    g.fold(1, &sh1);
+    g.deactivate(1, IntId(40));
+    assert_eq!(g.take_kicks() & 1, 1, "vCPU 0 holds it in an LR: kicked");
+    g.fold(0, &sh0);
+    assert!(!g.irq(0, IntId(40)).unwrap().active, "deactivated");
+    g.flush(0, &mut sh0);
+    assert_eq!(sh0.used, 0, "nothing left to show");
+    g.flush(1, &mut sh1);
+    assert_eq!(sh1.hcr & hcr::TDIR, 0, "nothing in flight any more");
+}
+
+/// The same with a linked SPI: the physical twin must be deactivated, or it never fires again.
+#[test]
+fn eoimode1_dir_on_another_vcpu_deactivates_a_linked_spis_physical_twin() {
+    let mut g = vgic();
+    spi(&mut g, 40, 0xa0);
+    g.link_spi(IntId(40), 77);
+    let mut sh0 = CpuIfShadow {
+        eoimode1: true,
+        ..Default::default()
+    };
+    g.fold(0, &sh0);
+    g.set_pending(0, IntId(40), true); // as the physical SPI's injection does
+    while g.has_phys(0) {
+        g.take_phys(0);
+    }
+    g.flush(0, &mut sh0);
+    ack(&mut sh0, 0);
+    g.deactivate(1, IntId(40));
+    g.fold(0, &sh0);
+    let mut ops = Vec::new();
+    for v in 0..2 {
+        while g.has_phys(v) {
+            ops.extend(g.take_phys(v).iter().copied());
+        }
+    }
+    assert!(
+        ops.contains(&PhysOp::Deactivate(77)),
+        "physical 77 deactivated: {ops:?}"
+    );
 }
 
 #[test]

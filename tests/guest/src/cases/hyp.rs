@@ -37,7 +37,7 @@ pub const CASES: &[Case] = &[
     },
     Case {
         group: "hyp",
-        name: "EOImode=1: IAR + EOI + DIR of 12 interrupts: 0 exits",
+        name: "EOImode=1: IAR + EOI + DIR of 12 interrupts: 0 exits (GICv3), 1 per DIR (GICv2)",
         only: Only::Both,
         f: dir,
     },
@@ -188,7 +188,18 @@ fn dir() -> Outcome {
     g.set_eoimode(false);
     show_exits("12 x (IAR + EOI + DIR)", &total);
     ensure!(taken == 12, "took {taken} of 12");
-    ensure!(zero(&total), "exits taken");
+    if g.version == Version::V2 {
+        // A vGICv2's GICC_DIR page always traps (as in KVM), so that a DIR can deactivate an
+        // SPI in another vCPU's list register; IAR and EOI stay exit-free.
+        let mut others = total;
+        others[R_MMIO] = 0;
+        ensure!(
+            total[R_MMIO] == 12 && zero(&others),
+            "want exactly the 12 DIRs to exit"
+        );
+    } else {
+        ensure!(zero(&total), "exits taken");
+    }
     Outcome::Pass
 }
 
