@@ -135,6 +135,21 @@ check $T two-vms --smp 4 --mem 2G --initrd "$b" --exit --timeout 300 \
 	--also "VM 'alpha' powered off" --also "VM 'beta' powered off" \
 	--forbid "\\[(alpha|beta)\\] [^\\n]*\\[(alpha|beta)\\] " \
 	--expect "all VMs are off: powering the machine off"
+# The fatal-error policy (README "Isolation"): exitless breaks on purpose while handling one
+# VM's exit (exitless.test_fatal, a panic, then an EL2 data abort): the report is printed, only
+# that VM stops, the other boots to the end, and the machine powers off when it does.
+check $T fatal-panic-contained --smp 4 --mem 2G --initrd "$b" --exit --timeout 300 --allow-fatal \
+	--append "exitless.test_fatal=alpha" \
+	--expect "\\*\\*\\* PANIC on CPU 0 at .*: exitless.test_fatal: a panic on purpose" \
+	--expect "\\*\\*\\* VM 'alpha' stopped: exitless failed on CPU 0 while running its vCPU; the other VMs go on" \
+	--expect "\\[beta\\] exitless-guest: arch_timer and IPI counts rose on all 2 CPUs" \
+	--expect "VM 'beta' powered off" --expect "all VMs are off: powering the machine off"
+check $T fatal-el2-contained --smp 4 --mem 2G --initrd "$b" --exit --timeout 300 --allow-fatal \
+	--append "exitless.test_fatal=beta:el2" \
+	--expect "\\*\\*\\* EL2 exception: " \
+	--expect "\\*\\*\\* VM 'beta' stopped: exitless failed on CPU 2 while running its vCPU; the other VMs go on" \
+	--expect "\\[alpha\\] exitless-guest: arch_timer and IPI counts rose on all 2 CPUs" \
+	--expect "VM 'alpha' powered off" --expect "all VMs are off: powering the machine off"
 # A vGICv2 guest on a GICv3 host without GICv2 compatibility (no GICV frame): a clear error.
 b=$(bash scripts/mk-default-bundle.sh linux-v2-test) || fails=$((fails + 1))
 check $T vgicv2-on-gicv3 --gic 3 --smp 4 --mem 2G --initrd "$b" --exit \

@@ -134,7 +134,7 @@ def test(a):
     log_path = os.path.join(OUT, "logs", f"{a.name}.log")
     cmd = qemu_command(a) + serial(a, "stdio") + ["-monitor", "none"]
     expects = [re.compile(e) for e in a.expect]
-    forbids = [re.compile(f) for f in FATAL + a.forbid]
+    forbids = [re.compile(f) for f in (a.forbid if a.allow_fatal else FATAL + a.forbid)]
     sends = list(a.send)
     start = time.monotonic()
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -227,6 +227,8 @@ def parser():
                            help="write TEXT to the serial input once AFTER expectations matched")
             s.add_argument("--timeout", type=float, default=60)
             s.add_argument("--exit", action="store_true")
+            s.add_argument("--allow-fatal", action="store_true",
+                           help="a panic or EL2 exception report is expected (fatal-error tests)")
         s.add_argument("--machine", default="virt", choices=["virt", "raspi4b"])
         s.add_argument("--gic", default="3", choices=["2", "3", "4"])
         s.add_argument("--cpu", default="cortex-a72")

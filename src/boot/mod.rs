@@ -221,7 +221,7 @@ extern "C" fn primary_main(dtb_pa: u64, el: u64, load: u64) -> ! {
             info.cpus.len()
         );
     }
-    crate::hv::start(&info, online)
+    crate::hv::start(&info, online, opts.test_fatal)
 }
 
 fn log_memory(info: &PlatformInfo<'_>, heap: exitless_core::mm::MemRange) {

@@ -226,6 +226,11 @@ pub fn print_emergency(args: fmt::Arguments<'_>) {
     let _ = CONSOLE.lock().write_fmt(args);
 }
 
+/// True if the console's lock is held (for the fatal-error policy).
+pub fn lock_held() -> bool {
+    CONSOLE.is_locked()
+}
+
 /// Prints the log ring again (the hypervisor's own lines, oldest first, from a line start),
 /// framed, with how many bytes the transmitter dropped. The frame is not kept in the ring.
 pub fn replay_log() {

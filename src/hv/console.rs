@@ -24,6 +24,12 @@ static INPUT: Mutex<Option<ConsoleInput>> = Mutex::new(None);
 /// Several VMs' output, line by line (set up by `init` when there are several VMs).
 static MUX: Mutex<Option<ConsoleMux>> = Mutex::new(None);
 
+/// True if the console multiplexer's or the console input's lock is held (for the fatal-error
+/// policy).
+pub fn lock_held() -> bool {
+    MUX.is_locked() || INPUT.is_locked()
+}
+
 /// Picks the initial focus.
 pub fn init() {
     if let Some(vms) = VMS.get() {

@@ -9,6 +9,7 @@
 //!   what each exit asks, stop or reset its VM when the guest says so.
 //! * [`irq`]: physical interrupts taken while a guest runs.
 //! * [`console`]: guest console output, console input and its command key.
+//! * [`fatal`]: the fatal-error policy (stop one VM or power off) and its test fault.
 //!
 //! Every decision here is the core's (`exitless_core::hv`: placement, passthrough ownership,
 //! interrupt classification, kicks, power-on, stopping and resetting a VM, console input,
@@ -19,6 +20,7 @@
 //! the boot with one line that names it and what to do.
 
 pub mod console;
+pub mod fatal;
 pub mod irq;
 pub mod memory;
 pub mod run;
@@ -111,7 +113,11 @@ fn refuse(args: core::fmt::Arguments<'_>) -> ! {
 }
 
 /// Creates the VMs described by the bundle in the initrd and runs them. Never returns.
-pub fn start(info: &PlatformInfo<'_>, online: usize) -> ! {
+pub fn start(
+    info: &PlatformInfo<'_>,
+    online: usize,
+    test_fatal: Option<(&str, exitless_core::util::cmdline::FatalTest)>,
+) -> ! {
     let facts = gic::get().map(|g| g.facts()).expect("GIC initialised");
     let irqs = HostIrqs::from_platform(info, &facts)
         .unwrap_or_else(|| refuse(format_args!("the device tree has no timer")));
@@ -223,7 +229,17 @@ pub fn start(info: &PlatformInfo<'_>, online: usize) -> ! {
         }
     }
     PASSTHROUGH_IRQS.call_once(|| passthrough);
+    if let Some((name, kind)) = test_fatal {
+        match vms.iter().position(|rt| rt.vm.name() == name) {
+            Some(id) => {
+                log::warn!("exitless.test_fatal: VM '{name}' will break exitless on purpose");
+                fatal::arm_test(id, kind);
+            }
+            None => log::warn!("exitless.test_fatal: no VM is named '{name}': ignored"),
+        }
+    }
     VMS.call_once(|| vms);
+    fatal::install();
     console::init();
     crate::machine::heap::mark_started();
     STARTED.store(true, Ordering::Release);

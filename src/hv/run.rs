@@ -190,6 +190,9 @@ fn run_vcpu(cpu: usize, rt: &VmRuntime, v: usize, entry: u64, x0: u64) -> RunEnd
             drop(vgic);
             kick(cpu, vm, kicks);
         }
+        if v == 0 {
+            super::fatal::test_point(vm.id);
+        }
         let exit = exit::decode(&info, kind);
         match vm.handle_exit(v, &mut regs, exit, &mut hw_ops) {
             Outcome::Resume => {}

@@ -1,10 +1,12 @@
 //! Fatal errors: the panic handler and the report of an EL2 exception nobody expected.
 //!
-//! A panic prints its location and message and powers the machine off (so QEMU exits instead of
-//! hanging). An unexpected EL2 exception prints a decoded report (exception class by name, ESR,
-//! FAR, ELR, SPSR, CPU, the decoded syndrome and the general registers) and stops this CPU; the
-//! other CPUs carry on. Both print through the console's emergency path, which takes the console
-//! even if the failing CPU held its lock.
+//! One policy for both (`exitless_core::hv::fatal` has its rules): print the report, then let
+//! the runtime contain it (stop only the VM this CPU was running, when no machine-wide lock is
+//! left held) or power the machine off (before the VMs run, or when containing is not safe).
+//! A panic prints its location and message; an unexpected EL2 exception a decoded report
+//! (exception class by name, ESR, FAR, ELR, SPSR, CPU, the decoded syndrome and the general
+//! registers). Both print through the console's emergency path, which takes the console even
+//! if the failing CPU held its lock.
 
 use crate::arch;
 use crate::arch::exception::{Registers, TrapFrame, VECTOR_NAMES};
@@ -12,6 +14,22 @@ use crate::drivers::console;
 use exitless_core::trap::esr;
 
 use super::power::power_off;
+
+/// The runtime's containment ([`set_containment`]); until it is set, a fatal error powers off.
+static CONTAIN: spin::Once<fn(usize) -> !> = spin::Once::new();
+
+/// Installs the runtime's containment (`hv::fatal`), called once the VMs exist.
+pub fn set_containment(f: fn(usize) -> !) {
+    CONTAIN.call_once(|| f);
+}
+
+/// After the report: contain it, or power off.
+fn contain(cpu: usize) -> ! {
+    match CONTAIN.get() {
+        Some(f) => f(cpu),
+        None => power_off(),
+    }
+}
 
 /// Called by `vectors.S` for every exception that exitless does not expect. Never returns.
 #[unsafe(no_mangle)]
@@ -28,15 +46,13 @@ extern "C" fn el2_unexpected_exception(frame: &TrapFrame, kind: u64) -> ! {
         cpu: arch::cpu_index(),
     };
     console::print_emergency(format_args!(
-        "\n*** EL2 exception: {vector}\n{report}\n{}\n*** CPU {} stopped\n",
-        Registers(frame),
-        arch::cpu_index()
+        "\n*** EL2 exception: {vector}\n{report}\n{}\n",
+        Registers(frame)
     ));
-    arch::halt()
+    contain(arch::cpu_index())
 }
 
-/// The panic handler: location and message on the console, then power off (so QEMU exits
-/// instead of hanging).
+/// The panic handler: location and message on the console, then the policy.
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     let cpu = arch::cpu_index();
@@ -52,5 +68,5 @@ fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
             info.message()
         )),
     }
-    power_off()
+    contain(cpu)
 }

@@ -76,6 +76,12 @@ pub fn usage() -> (usize, usize) {
     )
 }
 
+/// True if the heap's or the physical-memory allocator's lock is held (the fatal-error policy
+/// asks: a CPU that died holding one would hang every other CPU).
+pub fn lock_held() -> bool {
+    HEAP.heap.is_locked() || PHYS.is_locked()
+}
+
 /// Physical memory not used by the hypervisor, for guests.
 pub static PHYS: Mutex<Option<RegionAllocator>> = Mutex::new(None);
 

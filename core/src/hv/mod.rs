@@ -9,6 +9,7 @@
 //!   SYSTEM_RESET) with every vCPU off before the VM changes state;
 //! * [`console`]: console input, its command key and the focus among VMs;
 //! * [`report`]: the counters a stopped VM prints;
+//! * [`fatal`]: what exitless does when its own invariant breaks (stop one VM or power off);
 //! * [`place_vcpus`] and [`passthrough_map`]: which CPU runs which vCPU, which VM owns which
 //!   physical SPI.
 //!
@@ -20,6 +21,7 @@
 //! at the head of [`crate::vm::machine`]; none is held across a trait call.
 
 pub mod console;
+pub mod fatal;
 pub mod irq;
 pub mod power;
 pub mod report;

@@ -4,6 +4,9 @@
 //! to someone else and is ignored. Known options:
 //!
 //! * `exitless.log=error|warn|info|debug|trace|off`: the log level (default `info`).
+//! * `exitless.test_fatal=<VM name>[:el2]`: for the boot tests of the fatal-error policy only:
+//!   exitless breaks its own invariant while handling that VM's vCPU 0's 1000th exit, with a
+//!   panic or (`:el2`) an EL2 data abort. Never set it on a machine that matters.
 //!
 //! Invariant: parsing never fails; an unknown value is reported and the default kept.
 
@@ -14,6 +17,8 @@ use log::LevelFilter;
 pub struct Options<'a> {
     /// Log level.
     pub log_level: LevelFilter,
+    /// `exitless.test_fatal`: the VM whose exit breaks exitless on purpose, and how.
+    pub test_fatal: Option<(&'a str, FatalTest)>,
     /// A value that was not understood, to report once the console is up: (option, value).
     pub bad: Option<(&'a str, &'a str)>,
 }
@@ -22,6 +27,7 @@ impl Default for Options<'_> {
     fn default() -> Self {
         Options {
             log_level: LevelFilter::Info,
+            test_fatal: None,
             bad: None,
         }
     }
@@ -40,10 +46,30 @@ pub fn parse(bootargs: &str) -> Options<'_> {
                 Some(level) => opts.log_level = level,
                 None => opts.bad = Some((word, value)),
             },
+            "test_fatal" => {
+                let (vm, kind) = match value.split_once(':') {
+                    None => (value, Some(FatalTest::Panic)),
+                    Some((vm, "el2")) => (vm, Some(FatalTest::El2Abort)),
+                    Some((vm, _)) => (vm, None),
+                };
+                match kind {
+                    Some(k) if !vm.is_empty() => opts.test_fatal = Some((vm, k)),
+                    _ => opts.bad = Some((word, value)),
+                }
+            }
             _ => opts.bad = Some((word, value)),
         }
     }
     opts
+}
+
+/// How `exitless.test_fatal` breaks exitless.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FatalTest {
+    /// A Rust panic.
+    Panic,
+    /// A data abort taken at EL2 (an unexpected EL2 exception).
+    El2Abort,
 }
 
 fn parse_level(s: &str) -> Option<LevelFilter> {
@@ -81,5 +107,22 @@ mod tests {
         assert_eq!(o.log_level, LevelFilter::Info);
         assert_eq!(o.bad, Some(("exitless.log=loud", "loud")));
         assert!(parse("exitless.colour=1").bad.is_some());
+    }
+
+    #[test]
+    fn test_fatal_names_a_vm_and_how() {
+        let o = parse("exitless.test_fatal=alpha");
+        assert_eq!(o.test_fatal, Some(("alpha", FatalTest::Panic)));
+        let o = parse("exitless.test_fatal=beta:el2");
+        assert_eq!(o.test_fatal, Some(("beta", FatalTest::El2Abort)));
+        for bad in [
+            "exitless.test_fatal=",
+            "exitless.test_fatal=a:b",
+            "exitless.test_fatal=:el2",
+        ] {
+            let o = parse(bad);
+            assert_eq!(o.test_fatal, None, "{bad}");
+            assert!(o.bad.is_some(), "{bad}");
+        }
     }
 }

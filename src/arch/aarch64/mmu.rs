@@ -58,6 +58,11 @@ impl FrameAlloc for FramePool {
     }
 }
 
+/// True if the page-table frame pool's lock is held (for the fatal-error policy).
+pub fn pool_lock_held() -> bool {
+    POOL.is_locked()
+}
+
 static POOL: Mutex<FramePool> = Mutex::new(FramePool {
     frames: [const { Frame([0; 512]) }; POOL_FRAMES],
     used: 0,
