@@ -1,10 +1,15 @@
 //! The hypervisor's console: the UART that `/chosen/stdout-path` names, behind one lock, and
 //! the `log` logger that writes every message to it with a time/CPU/level prefix.
 //!
-//! No wait on the UART is unbounded: every byte goes through the core's
-//! `util::uart_tx::TxGuard`, which drops (and counts) a byte the transmitter has no room for
-//! within 10 ms, and then stops waiting until it drains again; a console that never drains costs
-//! one register read per byte and the boot goes on. Everything the hypervisor itself prints also
+//! Once the VMs run, nobody waits for the UART: what is printed goes into a transmit ring
+//! ([`TXQ_SIZE`] bytes) that [`pump`] empties into the UART's FIFO only as far as the FIFO has
+//! room, whenever a CPU passes by (every exit while output waits, and the idle loops); bytes that
+//! find the ring full are dropped and counted. Guests' output reaches the ring through their own
+//! per-VM rings (`hv::console`, `util::console_out`), which share it fairly. Before the VMs run,
+//! and for a panic, the power-off and Ctrl-] l, the ring is emptied with waiting: every byte
+//! goes through the core's `util::uart_tx::TxGuard`, which drops (and counts) a byte the
+//! transmitter has no room for within 10 ms, and then stops waiting until it drains again; a
+//! console that never drains costs one register read per byte and the boot goes on. Everything the hypervisor itself prints also
 //! goes to a log ring (`util::log_ring`, [`LOG_RING_SIZE`] bytes) that the console command
 //! Ctrl-] l prints again.
 //!
@@ -13,6 +18,7 @@
 //! died holding the lock cannot silence the panic message.
 
 use core::fmt::{self, Write};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use log::{LevelFilter, Log, Metadata, Record};
 use spin::Mutex;
@@ -23,12 +29,20 @@ use super::pl011::Pl011;
 use crate::arch;
 use exitless_core::platform::{UartInfo, UartKind, bcm2711};
 use exitless_core::util::console_mux::Screen;
+use exitless_core::util::console_out::ByteRing;
 use exitless_core::util::log_ring::LogRing;
 use exitless_core::util::logfmt::Prefix;
 use exitless_core::util::uart_tx::{self, TxGuard, TxPort};
 
 /// Bytes of the hypervisor's own console output kept for Ctrl-] l.
 pub const LOG_RING_SIZE: usize = 16 << 10;
+/// Bytes of output that may wait for the UART.
+pub const TXQ_SIZE: usize = 16 << 10;
+
+/// Output waits in the transmit ring (cheap to ask on every exit).
+static PENDING: AtomicBool = AtomicBool::new(false);
+/// Until the VMs run, the hypervisor's text is sent at once (waiting, bounded).
+static WAIT_FOR_UART: AtomicBool = AtomicBool::new(true);
 
 /// The console UART.
 pub enum Uart {
@@ -90,18 +104,55 @@ struct Console {
     /// A guest's output left the cursor mid-line: the hypervisor ends that line before it
     /// prints its own (`util::console_mux`).
     guest_mid_line: bool,
+    /// Output not yet in the UART's FIFO.
+    txq: ByteRing<TXQ_SIZE>,
+    /// Bytes dropped because the transmit ring was full.
+    txq_dropped: u64,
 }
 
 impl Console {
-    /// Sends raw bytes to the UART (`\n` as `\r\n`), each wait bounded.
+    /// Queues raw bytes for the UART (`\n` as `\r\n`) and sends what the FIFO takes now;
+    /// before the VMs run, sends everything (each wait bounded).
     fn transmit(&mut self, bytes: &[u8]) {
-        let Some(uart) = &self.uart else { return };
-        for &b in bytes {
-            if b == b'\n' {
-                self.tx.put(&mut &*uart, &mut Counter, b'\r');
-            }
-            self.tx.put(&mut &*uart, &mut Counter, b);
+        if self.uart.is_none() {
+            return;
         }
+        for &b in bytes {
+            if (b == b'\n' && !self.txq.push(b'\r')) || !self.txq.push(b) {
+                self.txq_dropped += 1;
+            }
+            if self.txq.free() < 2 && WAIT_FOR_UART.load(Ordering::Relaxed) {
+                self.flush_blocking();
+            }
+        }
+        if WAIT_FOR_UART.load(Ordering::Relaxed) {
+            self.flush_blocking();
+        } else {
+            self.pump();
+        }
+    }
+
+    /// Moves queued bytes into the UART's FIFO while it has room; never waits.
+    fn pump(&mut self) {
+        if let Some(uart) = &self.uart {
+            let mut port = uart;
+            while !self.txq.is_empty() && port.tx_ready() {
+                if let Some(b) = self.txq.pop() {
+                    port.send(b);
+                }
+            }
+        }
+        PENDING.store(!self.txq.is_empty(), Ordering::Relaxed);
+    }
+
+    /// Sends everything queued, each wait bounded by the transmit guard.
+    fn flush_blocking(&mut self) {
+        if let Some(uart) = &self.uart {
+            while let Some(b) = self.txq.pop() {
+                self.tx.put(&mut &*uart, &mut Counter, b);
+            }
+        }
+        PENDING.store(false, Ordering::Relaxed);
     }
 
     /// Ends a guest's unfinished line, so that what the hypervisor prints starts a line.
@@ -126,7 +177,37 @@ static CONSOLE: Mutex<Console> = Mutex::new(Console {
     tx: TxGuard::new(0),
     ring: LogRing::new(),
     guest_mid_line: false,
+    txq: ByteRing::new(),
+    txq_dropped: 0,
 });
+
+/// From now on nobody waits for the UART (called once the VMs run).
+pub fn stop_waiting_for_uart() {
+    WAIT_FOR_UART.store(false, Ordering::Relaxed);
+}
+
+/// True if output waits for the UART.
+pub fn output_pending() -> bool {
+    PENDING.load(Ordering::Relaxed)
+}
+
+/// Sends what the UART's FIFO takes now, unless another CPU is at the console.
+pub fn pump() {
+    if let Some(mut c) = CONSOLE.try_lock() {
+        c.pump();
+    }
+}
+
+/// Sends everything queued, waiting (power-off); gives up if the console stays locked.
+pub fn flush() {
+    for _ in 0..1_000_000 {
+        if let Some(mut c) = CONSOLE.try_lock() {
+            c.flush_blocking();
+            return;
+        }
+        core::hint::spin_loop();
+    }
+}
 
 /// Starts using the UART `info` as the console.
 ///
@@ -189,6 +270,18 @@ pub fn guest_screen() -> GuestScreen {
     GuestScreen(CONSOLE.lock())
 }
 
+/// The console for guest output, unless another CPU is at it.
+pub fn try_guest_screen() -> Option<GuestScreen> {
+    CONSOLE.try_lock().map(GuestScreen)
+}
+
+impl GuestScreen {
+    /// Bytes the transmit ring can take now.
+    pub fn room(&self) -> usize {
+        self.0.txq.free()
+    }
+}
+
 impl Screen for GuestScreen {
     /// Raw bytes; `\n` becomes `\r\n`.
     fn write(&mut self, bytes: &[u8]) {
@@ -214,7 +307,7 @@ pub fn enable_rx_interrupt() {
 pub fn print_emergency(args: fmt::Arguments<'_>) {
     for _ in 0..1_000_000 {
         if let Some(mut c) = CONSOLE.try_lock() {
-            let _ = c.write_fmt(args);
+            emergency_write(&mut c, args);
             return;
         }
         core::hint::spin_loop();
@@ -223,7 +316,14 @@ pub fn print_emergency(args: fmt::Arguments<'_>) {
     // garbled line is better than no panic message. The console state is only a UART handle,
     // which stays valid.
     unsafe { CONSOLE.force_unlock() };
-    let _ = CONSOLE.lock().write_fmt(args);
+    emergency_write(&mut CONSOLE.lock(), args);
+}
+
+/// What is queued, then `args`, sent now (waiting, bounded).
+fn emergency_write(c: &mut Console, args: fmt::Arguments<'_>) {
+    c.flush_blocking();
+    let _ = c.write_fmt(args);
+    c.flush_blocking();
 }
 
 /// True if the console's lock is held (for the fatal-error policy).
@@ -239,9 +339,11 @@ pub fn replay_log() {
     let head = alloc::format!(
         "=== hypervisor log ({} bytes no longer kept; {} bytes the UART dropped) ===\n",
         c.ring.lost(),
-        c.tx.dropped()
+        c.tx.dropped() + c.txq_dropped
     );
     c.transmit(head.as_bytes());
+    // A user asked: this one waits for the UART, piece by piece.
+    c.flush_blocking();
     // Copied out in pieces: the ring cannot be borrowed while the console transmits.
     let mut buf = [0u8; 256];
     let mut at = 0;
@@ -260,6 +362,7 @@ pub fn replay_log() {
             break;
         }
         c.transmit(&buf[..n]);
+        c.flush_blocking();
         at += n;
     }
     c.transmit(b"=== end of the hypervisor log ===\n");

@@ -76,6 +76,7 @@ fn contain(cpu: usize) -> ! {
                 console::print_emergency(format_args!(
                     "*** no VM is left running: powering the machine off\n"
                 ));
+                super::console::flush_all();
                 power_off()
             }
             arch::halt()
@@ -84,6 +85,7 @@ fn contain(cpu: usize) -> ! {
             console::print_emergency(format_args!(
                 "*** cannot stop just one VM ({why}): powering the machine off\n"
             ));
+            super::console::flush_all();
             power_off()
         }
     }

@@ -241,6 +241,7 @@ pub fn start(
     VMS.call_once(|| vms);
     fatal::install();
     console::init();
+    crate::drivers::console::stop_waiting_for_uart();
     crate::machine::heap::mark_started();
     STARTED.store(true, Ordering::Release);
     arch::send_event();

@@ -76,6 +76,9 @@ fn idle(cpu: usize) -> ! {
         if cpu == 0 {
             irq::poll_host(cpu);
         }
+        if console::output_pending() {
+            console::pump();
+        }
         aarch64_cpu::asm::wfe();
     }
 }
@@ -88,6 +91,9 @@ fn wait_power_on(cpu: usize, rt: &VmRuntime, v: usize) -> (u64, u64) {
         }
         if cpu == 0 {
             irq::poll_host(cpu);
+        }
+        if console::output_pending() {
+            console::pump();
         }
         aarch64_cpu::asm::wfe();
     }
@@ -192,6 +198,10 @@ fn run_vcpu(cpu: usize, rt: &VmRuntime, v: usize, entry: u64, x0: u64) -> RunEnd
         }
         if v == 0 {
             super::fatal::test_point(vm.id);
+        }
+        // Console output still waiting for the UART moves along (two loads when none does).
+        if console::output_pending() {
+            console::pump();
         }
         let exit = exit::decode(&info, kind);
         match vm.handle_exit(v, &mut regs, exit, &mut hw_ops) {
@@ -313,6 +323,8 @@ fn stop_vm(cpu: usize, rt: &VmRuntime, me: usize) {
     match power::stop_vm(&rt.vm, me, boot, &mut StopOnHw { cpu, rt }) {
         StopEnd::Restarted { .. } | StopEnd::ReloadFailed(_) => {}
         StopEnd::PoweredOff { .. } => {
+            // The VM's last output goes out before its counters (waiting: it no longer runs).
+            console::flush_all();
             console::print_counters(rt);
             rt.stopped.store(true, Ordering::Release);
             let all = VMS
@@ -334,6 +346,7 @@ fn stop_vm(cpu: usize, rt: &VmRuntime, me: usize) {
                     bound >> 10
                 );
                 log::info!("all VMs are off: powering the machine off");
+                console::flush_all();
                 crate::machine::power::power_off();
             }
         }

@@ -21,6 +21,8 @@ static POWER: Once<PowerMethod> = Once::new();
 
 /// Powers the machine off: PSCI SYSTEM_OFF, else the Raspberry Pi's PM watchdog, else halt.
 pub fn power_off() -> ! {
+    // What waits for the UART goes out first (waiting, bounded).
+    crate::drivers::console::flush();
     let method = POWER.get().copied().unwrap_or(PowerMethod {
         psci: None,
         bcm2835_pm: None,
