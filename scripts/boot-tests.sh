@@ -138,18 +138,16 @@ check $T two-vms --smp 4 --mem 2G --initrd "$b" --exit --timeout 300 \
 # The fatal-error policy (README "Isolation"): exitless breaks on purpose while handling one
 # VM's exit (exitless.test_fatal, a panic, then an EL2 data abort): the report is printed, only
 # that VM stops, the other boots to the end, and the machine powers off when it does.
-check $T fatal-panic-contained --smp 4 --mem 2G --initrd "$b" --exit --timeout 300 --allow-fatal \
-	--append "exitless.test_fatal=alpha" \
-	--expect "\\*\\*\\* PANIC on CPU 0 at .*: exitless.test_fatal: a panic on purpose" \
-	--expect "\\*\\*\\* VM 'alpha' stopped: exitless failed on CPU 0 while running its vCPU; the other VMs go on" \
-	--expect "\\[beta\\] exitless-guest: arch_timer and IPI counts rose on all 2 CPUs" \
-	--expect "VM 'beta' powered off" --expect "all VMs are off: powering the machine off"
-check $T fatal-el2-contained --smp 4 --mem 2G --initrd "$b" --exit --timeout 300 --allow-fatal \
-	--append "exitless.test_fatal=beta:el2" \
-	--expect "\\*\\*\\* EL2 exception: " \
-	--expect "\\*\\*\\* VM 'beta' stopped: exitless failed on CPU 2 while running its vCPU; the other VMs go on" \
-	--expect "\\[alpha\\] exitless-guest: arch_timer and IPI counts rose on all 2 CPUs" \
-	--expect "VM 'alpha' powered off" --expect "all VMs are off: powering the machine off"
+fatal_case() { # name append report failed-vm its-cpu survivor
+	check $T "$1" --smp 4 --mem 2G --initrd "$b" --exit --timeout 300 --allow-fatal \
+		--append "$2" --expect "$3" \
+		--expect "\\*\\*\\* VM '$4' stopped: exitless failed on CPU $5 while running its vCPU; the other VMs go on" \
+		--expect "\\[$6\\] exitless-guest: arch_timer and IPI counts rose on all 2 CPUs" \
+		--expect "VM '$6' powered off" --expect "all VMs are off: powering the machine off"
+}
+fatal_case fatal-panic-contained "exitless.test_fatal=alpha" \
+	"\\*\\*\\* PANIC on CPU 0 at .*: exitless.test_fatal: a panic on purpose" alpha 0 beta
+fatal_case fatal-el2-contained "exitless.test_fatal=beta:el2" "\\*\\*\\* EL2 exception: " beta 2 alpha
 # A vGICv2 guest on a GICv3 host without GICv2 compatibility (no GICV frame): a clear error.
 b=$(bash scripts/mk-default-bundle.sh linux-v2-test) || fails=$((fails + 1))
 check $T vgicv2-on-gicv3 --gic 3 --smp 4 --mem 2G --initrd "$b" --exit \
