@@ -10,6 +10,8 @@
 //!    and arguments; random system-register reads, and writes of the registers that trap or
 //!    drive interrupts (ICC_*, the timers, ID, IMPLEMENTATION DEFINED and ACTLR encodings); SGI
 //!    floods; WFI storms; CPU_OFF/CPU_ON churn. Each vCPU then puts its own GIC state back.
+//!    A vCPU that finished wakes the ones still asleep in a WFI storm (`wfi-rescued`): another
+//!    vCPU's write can block the storm's interrupt just before its WFI, a guest-side race.
 //! 2. The redistributor sequence: vCPU 1 takes its virtual timer interrupt (linked to the
 //!    physical one by exitless), goes off with PSCI CPU_OFF; vCPU 0 writes GICR_ISACTIVER0,
 //!    GICR_ISPENDR0, GICR_ICPENDR0 and GICR_ICACTIVER0 of vCPU 1's frame WRITES times in turn;
@@ -53,6 +55,7 @@ enum Kind {
     SgiFlood,
     WfiStorm,
     WfiBlocked,
+    WfiRescued,
     CpuOn,
     CpuOff,
     Abort,
@@ -60,7 +63,7 @@ enum Kind {
     OtherException,
     Irq,
 }
-const KINDS: usize = 17;
+const KINDS: usize = 18;
 const NAMES: [&str; KINDS] = [
     "gicd",
     "gicr",
@@ -73,6 +76,7 @@ const NAMES: [&str; KINDS] = [
     "sgi-flood",
     "wfi-storm",
     "wfi-blocked",
+    "wfi-rescued",
     "cpu-on",
     "cpu-off",
     "aborts",
@@ -289,6 +293,7 @@ fn fuzz(ops: u64) -> bool {
         if all {
             return true;
         }
+        rescue_sleepers();
         hw::delay(hw::us(1000));
     }
     false
@@ -322,7 +327,44 @@ fn fuzz_job(_: u64) -> u64 {
     rt::set_hook(c, None);
     restore_cpu();
     DONE[c].store(true, SeqCst);
+    // vCPU 0 rescues the others while it waits for them ([`fuzz`]); the others rescue vCPU 0.
+    while c != 0 && !DONE[0].load(SeqCst) {
+        rescue_sleepers();
+        hw::delay(hw::us(1000));
+    }
     0
+}
+
+/// Set while a vCPU sleeps in a WFI storm.
+static IN_WFI: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+
+/// For each vCPU in a WFI storm: undoes from outside what other vCPUs' random writes may have
+/// done to its virtual timer interrupt's path (the distributor's enables; on GICv3 its
+/// redistributor's wake state, and the PPI's group, enable, active state and priority). Each
+/// write that changes the sleeper's state makes exitless kick it, which ends its WFI; on GICv2
+/// the PPI's state is banked and out of reach, but then only GICD_CTLR could have blocked it.
+fn rescue_sleepers() {
+    let g = gic();
+    let vt = platform().vtimer;
+    for t in 0..g.cpu_count {
+        if t == hw::cpu() || !IN_WFI[t].load(SeqCst) {
+            continue;
+        }
+        count(Kind::WfiRescued);
+        match g.version {
+            Version::V3 => {
+                hw::write32(g.d(gic::GICD_CTLR), (1 << 4) | 0b10);
+                let rd = g.gicr[t];
+                hw::write32(rd + gic::GICR_WAKER, 0);
+                let frame = rd + gic::SGI_BASE;
+                hw::write32(frame + gic::GICD_IGROUPR, 0xffff_ffff);
+                hw::write32(frame + gic::GICD_ICACTIVER, 1 << vt);
+                g.set_priority(t, vt, 0);
+                hw::write32(frame + gic::GICD_ISENABLER, 1 << vt);
+            }
+            Version::V2 => hw::write32(g.d(gic::GICD_CTLR), 0b11),
+        }
+    }
 }
 
 /// Puts this vCPU's side of its GIC and its timers back as the runtime set them up (interface
@@ -412,13 +454,19 @@ fn one(c: usize, rng: &mut Rng) {
             // disabled or not pending in this vCPU's redistributor (an architected way to
             // block it; the change kicks this vCPU, which ends a WFI), so each WFI is made only
             // while the interrupt is presented (HPPIR), and a blocked storm just ends.
+            // The check and the WFI cannot be one step: another vCPU's write may land between
+            // them, and its kick then comes before the WFI, which sleeps with nothing to wake
+            // it (natively too). So while this vCPU is in the loop, the vCPUs that finished
+            // their operations reopen its path from outside ([`rescue_sleepers`]).
             let vt = platform().vtimer;
             let mut slept = 0;
             if hw::wait_until(hw::us(100_000), || g.hppir() & 0xff_ffff == vt) {
+                IN_WFI[c].store(true, SeqCst);
                 while slept < 16 && g.hppir() & 0xff_ffff == vt {
                     hw::wfi();
                     slept += 1;
                 }
+                IN_WFI[c].store(false, SeqCst);
             }
             if slept < 16 {
                 count(Kind::WfiBlocked);
