@@ -8,7 +8,7 @@ use alloc::vec::Vec;
 use crate::arch::cache;
 use crate::machine::heap::PHYS;
 use exitless_core::mm::pgtable::{self, Attrs, FrameAlloc, MapError, PageTable, Regime};
-use exitless_core::mm::{MemRange, PAGE_SIZE};
+use exitless_core::mm::{GuestRam, MemRange, PAGE_SIZE};
 
 /// Alignment of guest RAM in host memory (2 MiB: stage-2 block mappings).
 const RAM_ALIGN: u64 = 2 << 20;
@@ -146,6 +146,19 @@ impl GuestMemory {
         let end = ipa.checked_add(len)?;
         (ipa >= self.ipa.start && end <= self.ipa.end)
             .then(|| self.pa.start + (ipa - self.ipa.start))
+    }
+}
+
+impl GuestRam for GuestMemory {
+    fn read(&self, ipa: u64, buf: &mut [u8]) -> bool {
+        let Some(src) = self.host_addr(ipa, buf.len() as u64) else {
+            return false;
+        };
+        // SAFETY: `src..src + len` lies inside this VM's RAM (checked by `host_addr`), mapped
+        // at EL2 for as long as the VM exists; `buf` is hypervisor memory outside it. The guest
+        // may change these bytes meanwhile: they are plain data, copied as they are.
+        unsafe { core::ptr::copy_nonoverlapping(src as *const u8, buf.as_mut_ptr(), buf.len()) };
+        true
     }
 }
 

@@ -24,6 +24,28 @@ pub struct ImageLayout {
     pub end: u64,
 }
 
+/// One VM's RAM, read by guest-physical address (IPA): the one way the core reads guest memory
+/// (the ITS command queue, the LPI property and pending tables, the ITS's level-1 tables). The
+/// shell's implementation answers only for addresses inside that VM's own RAM, so a table
+/// address a guest chose can never make exitless read another VM's memory or its own.
+pub trait GuestRam {
+    /// Copies `buf.len()` bytes from IPA `ipa` into `buf`; false, and `buf` left unspecified,
+    /// if any of those bytes lies outside the VM's RAM.
+    fn read(&self, ipa: u64, buf: &mut [u8]) -> bool;
+
+    /// The little-endian 64-bit word at `ipa`, if it lies in the VM's RAM.
+    fn read_u64(&self, ipa: u64) -> Option<u64> {
+        let mut b = [0u8; 8];
+        self.read(ipa, &mut b).then(|| u64::from_le_bytes(b))
+    }
+
+    /// The byte at `ipa`, if it lies in the VM's RAM.
+    fn read_u8(&self, ipa: u64) -> Option<u8> {
+        let mut b = [0u8; 1];
+        self.read(ipa, &mut b).then_some(b[0])
+    }
+}
+
 /// A 4 KiB page, the only translation granule exitless uses.
 pub const PAGE_SIZE: u64 = 4096;
 

@@ -40,6 +40,7 @@
 
 pub mod cpu_if;
 pub mod irq;
+pub mod its;
 pub mod lr;
 pub mod mmio;
 pub mod phys;

@@ -1,0 +1,753 @@
+//! The vITS's rules, each replayed as a command stream a guest writes into its queue.
+
+use core::cell::Cell;
+
+use super::*;
+
+/// Guest RAM for the tests: `base..base + len`, counting reads.
+struct Ram {
+    base: u64,
+    bytes: Vec<u8>,
+    reads: Cell<u64>,
+}
+
+impl GuestRam for Ram {
+    fn read(&self, ipa: u64, buf: &mut [u8]) -> bool {
+        self.reads.set(self.reads.get() + 1);
+        let Some(off) = ipa.checked_sub(self.base) else {
+            return false;
+        };
+        let Some(end) = off.checked_add(buf.len() as u64) else {
+            return false;
+        };
+        if end > self.bytes.len() as u64 {
+            return false;
+        }
+        buf.copy_from_slice(&self.bytes[off as usize..end as usize]);
+        true
+    }
+}
+
+const RAM: u64 = 0x4000_0000;
+const QUEUE: u64 = RAM + 0x10_0000;
+const PROP: u64 = RAM + 0x20_0000;
+const PEND: u64 = RAM + 0x30_0000; // vCPU n's table at PEND + n * 0x1_0000
+const DEVTAB: u64 = RAM + 0x40_0000;
+const COLLTAB: u64 = RAM + 0x50_0000;
+
+/// A VM with 4 vCPUs, its ITS set up as Linux does: property table (16 ID bits, every LPI
+/// enabled at priority 0xa0), pending tables, LPIs on, flat tables, 4 KiB queue, enabled.
+struct Vm {
+    its: Its,
+    ram: Ram,
+    /// Commands written so far (the queue offset of the next one).
+    next: u64,
+}
+
+fn vm() -> Vm {
+    vm_with(ItsConfig::new(4))
+}
+
+fn vm_with(cfg: ItsConfig) -> Vm {
+    let ram = Ram {
+        base: RAM,
+        bytes: alloc::vec![0; 0x60_0000],
+        reads: Cell::new(0),
+    };
+    let mut v = Vm {
+        its: Its::new(cfg),
+        ram,
+        next: 0,
+    };
+    for b in &mut v.ram.bytes[(PROP - RAM) as usize..(PROP - RAM) as usize + 0x1_0000] {
+        *b = 0xa0 | 0b10 | 1;
+    }
+    v.its.set_propbaser(0, PROP | (LPI_ID_BITS as u64 - 1));
+    for c in 0..cfg.vcpus {
+        v.its.set_pendbaser(c, PEND + c as u64 * 0x1_0000);
+        v.its.set_lpis_enabled(c, true, &v.ram);
+    }
+    v.w(GITS_BASER, 8, BASER_VALID | DEVTAB | 0xf); // 16 pages of 4 KiB: 8192 devices
+    v.w(GITS_BASER + 8, 8, BASER_VALID | COLLTAB);
+    v.w(GITS_CBASER, 8, BASER_VALID | QUEUE); // one 4 KiB page: 128 commands
+    v.w(GITS_CTLR, 4, 1);
+    assert_eq!(v.r(GITS_CTLR, 4) & 1, 1, "the ITS enables");
+    v
+}
+
+impl Vm {
+    fn w(&mut self, off: u64, width: u8, val: u64) {
+        assert!(self.its.write(off, width, val, &self.ram), "write {off:#x}");
+    }
+    fn r(&mut self, off: u64, width: u8) -> u64 {
+        self.its.read(off, width, &self.ram).expect("a register")
+    }
+    /// Puts commands into the queue and writes GITS_CWRITER once.
+    fn send(&mut self, cmds: &[[u64; 4]]) {
+        let size = self.its.queue_size();
+        for c in cmds {
+            let at = (QUEUE - RAM + self.next) as usize;
+            for (i, w) in c.iter().enumerate() {
+                self.ram.bytes[at + 8 * i..at + 8 * i + 8].copy_from_slice(&w.to_le_bytes());
+            }
+            self.next = (self.next + 32) % size;
+        }
+        let n = self.next;
+        self.w(GITS_CWRITER, 8, n);
+    }
+    fn errors(&self) -> u64 {
+        self.its.stats.errors
+    }
+    fn pending_on(&self, v: VcpuId) -> Vec<u32> {
+        self.its.deliverable_for(v).map(|l| l.intid).collect()
+    }
+    fn set_prop(&mut self, intid: u32, byte: u8) {
+        self.ram.bytes[(PROP - RAM) as usize + (intid - LPI_BASE) as usize] = byte;
+    }
+}
+
+fn mapd(dev: u32, size: u32, valid: bool) -> [u64; 4] {
+    [
+        cmd::MAPD as u64 | (dev as u64) << 32,
+        size as u64,
+        0x8000_0000 | (valid as u64) << 63,
+        0,
+    ]
+}
+fn mapc(icid: u32, rd: u64, valid: bool) -> [u64; 4] {
+    [
+        cmd::MAPC as u64,
+        0,
+        icid as u64 | rd << 16 | (valid as u64) << 63,
+        0,
+    ]
+}
+fn mapti(dev: u32, event: u32, intid: u32, icid: u32) -> [u64; 4] {
+    [
+        cmd::MAPTI as u64 | (dev as u64) << 32,
+        event as u64 | (intid as u64) << 32,
+        icid as u64,
+        0,
+    ]
+}
+fn mapi(dev: u32, event: u32, icid: u32) -> [u64; 4] {
+    [
+        cmd::MAPI as u64 | (dev as u64) << 32,
+        event as u64,
+        icid as u64,
+        0,
+    ]
+}
+fn ev(op: u8, dev: u32, event: u32) -> [u64; 4] {
+    [op as u64 | (dev as u64) << 32, event as u64, 0, 0]
+}
+fn movi(dev: u32, event: u32, icid: u32) -> [u64; 4] {
+    [
+        cmd::MOVI as u64 | (dev as u64) << 32,
+        event as u64,
+        icid as u64,
+        0,
+    ]
+}
+fn invall(icid: u32) -> [u64; 4] {
+    [cmd::INVALL as u64, 0, icid as u64, 0]
+}
+fn movall(from: u64, to: u64) -> [u64; 4] {
+    [cmd::MOVALL as u64, 0, from << 16, to << 16]
+}
+fn sync(rd: u64) -> [u64; 4] {
+    [cmd::SYNC as u64, 0, rd << 16, 0]
+}
+
+/// One collection per vCPU (ICID n -> vCPU n) and device 8 with 32 events.
+fn with_device() -> Vm {
+    let mut v = vm();
+    v.send(&[
+        mapc(0, 0, true),
+        mapc(1, 1, true),
+        mapc(2, 2, true),
+        mapc(3, 3, true),
+        mapd(8, 4, true),
+    ]);
+    assert_eq!(v.errors(), 0);
+    v
+}
+
+#[test]
+fn gits_typer_says_physical_lpis_8_byte_itt_16_devbits_16_event_bits_no_virtual() {
+    let mut v = vm();
+    let t = v.r(GITS_TYPER, 8);
+    assert_eq!(t & 1, 1, "Physical");
+    assert_eq!(t >> 1 & 1, 0, "Virtual = 0 whatever the host");
+    assert_eq!((t >> 4 & 0xf) + 1, 8, "ITT_entry_size");
+    assert_eq!((t >> 8 & 0x1f) + 1, 16, "ID_bits");
+    assert_eq!((t >> 13 & 0x1f) + 1, 16, "Devbits");
+    assert_eq!(t >> 18 & 1, 0, "SEIS");
+    assert_eq!(t >> 19 & 1, 0, "PTA = 0: RDbase is a processor number");
+    assert_eq!(t >> 36 & 1, 1, "CIL");
+    assert_eq!(
+        1 << ((t >> 32 & 0xf) + 1),
+        MAX_COLLECTIONS as u64,
+        "CIDbits"
+    );
+    assert_eq!(v.r(GITS_TYPER + 4, 4), t >> 32, "the upper half alone");
+    assert_eq!(
+        v.r(GITS_IDREGS + 0x18, 4) >> 4 & 0xf,
+        3,
+        "PIDR2.ArchRev = GICv3"
+    );
+}
+
+#[test]
+fn gits_baser_type_and_entry_size_are_read_only_and_baser2_to_7_are_raz_wi() {
+    let mut v = Vm {
+        its: Its::new(ItsConfig::new(2)),
+        ram: Ram {
+            base: RAM,
+            bytes: alloc::vec![0; 0x1000],
+            reads: Cell::new(0),
+        },
+        next: 0,
+    };
+    v.w(GITS_BASER, 8, u64::MAX);
+    let b0 = v.r(GITS_BASER, 8);
+    assert_eq!(b0 >> 56 & 7, 1, "Device");
+    assert_eq!((b0 >> 48 & 0x1f) + 1, 8, "Entry_Size");
+    assert_ne!(b0 & BASER_INDIRECT, 0, "two levels allowed for devices");
+    assert_eq!(b0 >> 8 & 3, 2, "reserved Page_Size 0b11 reads as 64 KiB");
+    v.w(GITS_BASER + 8, 8, u64::MAX);
+    let b1 = v.r(GITS_BASER + 8, 8);
+    assert_eq!(b1 >> 56 & 7, 4, "Collection");
+    assert_eq!(b1 & BASER_INDIRECT, 0, "one level for collections");
+    v.w(GITS_BASER + 16, 8, u64::MAX);
+    assert_eq!(v.r(GITS_BASER + 16, 8), 0);
+}
+
+#[test]
+fn enabling_is_refused_until_the_queue_and_both_tables_are_valid() {
+    let mut v = Vm {
+        its: Its::new(ItsConfig::new(2)),
+        ram: Ram {
+            base: RAM,
+            bytes: alloc::vec![0; 0x1000],
+            reads: Cell::new(0),
+        },
+        next: 0,
+    };
+    v.w(GITS_CTLR, 4, 1);
+    assert_eq!(v.r(GITS_CTLR, 4) & 1, 0);
+    v.w(GITS_CBASER, 8, BASER_VALID | QUEUE);
+    v.w(GITS_BASER, 8, BASER_VALID | DEVTAB);
+    v.w(GITS_CTLR, 4, 1);
+    assert_eq!(v.r(GITS_CTLR, 4) & 1, 0, "no collection table yet");
+    v.w(GITS_BASER + 8, 8, BASER_VALID | COLLTAB);
+    v.w(GITS_CTLR, 4, 1);
+    assert_eq!(v.r(GITS_CTLR, 4), 1 << 31 | 1, "enabled and quiescent");
+}
+
+#[test]
+fn cbaser_and_baser_are_read_only_while_the_its_is_enabled() {
+    let mut v = vm();
+    let (cb, b0) = (v.r(GITS_CBASER, 8), v.r(GITS_BASER, 8));
+    v.w(GITS_CBASER, 8, BASER_VALID | (QUEUE + 0x1000));
+    v.w(GITS_BASER, 8, BASER_VALID | (DEVTAB + 0x1000));
+    assert_eq!((v.r(GITS_CBASER, 8), v.r(GITS_BASER, 8)), (cb, b0));
+}
+
+#[test]
+fn a_cbaser_write_resets_creadr_and_cwriter() {
+    let mut v = with_device();
+    assert_ne!(v.r(GITS_CREADR, 8), 0);
+    v.w(GITS_CTLR, 4, 0);
+    v.w(GITS_CBASER, 8, BASER_VALID | QUEUE);
+    assert_eq!((v.r(GITS_CREADR, 8), v.r(GITS_CWRITER, 8)), (0, 0));
+}
+
+#[test]
+fn commands_are_processed_only_while_the_its_is_enabled() {
+    let mut v = with_device();
+    v.w(GITS_CTLR, 4, 0);
+    v.send(&[mapti(8, 0, 8192, 0)]);
+    assert_eq!(v.r(GITS_CREADR, 8), 5 * 32, "nothing taken while disabled");
+    assert!(v.its.lpi(8192).is_none());
+    v.w(GITS_CTLR, 4, 1);
+    assert_eq!(v.r(GITS_CREADR, 8), 6 * 32, "taken on enable");
+    assert!(v.its.lpi(8192).is_some());
+}
+
+#[test]
+fn mapti_then_int_makes_the_lpi_pending_on_the_vcpu_of_its_collection() {
+    let mut v = with_device();
+    v.send(&[mapti(8, 3, 8200, 2), ev(cmd::INT, 8, 3), sync(2)]);
+    assert_eq!(v.errors(), 0);
+    assert_eq!(v.pending_on(2), [8200]);
+    assert!(v.pending_on(0).is_empty());
+    assert_eq!(v.its.take_kicks(), 1 << 2, "the target vCPU is kicked");
+    let l = v.its.lpi(8200).unwrap();
+    assert_eq!(
+        (l.priority, l.enabled),
+        (0xa0, true),
+        "property byte 7:2 and 0"
+    );
+}
+
+#[test]
+fn mapi_uses_the_event_id_as_the_lpi() {
+    let mut v = with_device();
+    v.send(&[mapd(9, 15, true), mapi(9, 8300, 1), ev(cmd::INT, 9, 8300)]);
+    assert_eq!(v.errors(), 0);
+    assert_eq!(v.pending_on(1), [8300]);
+}
+
+#[test]
+fn a_bad_command_is_skipped_and_the_queue_goes_on() {
+    let mut v = with_device();
+    v.send(&[
+        mapti(8, 32, 8192, 0),   // EventID 32 with Size 4: out of range
+        mapti(7, 0, 8192, 0),    // device 7 not mapped
+        mapti(8, 0, 100, 0),     // not an LPI
+        mapti(8, 0, 1 << 16, 0), // beyond IDbits
+        mapti(8, 0, 8192, 64),   // ICID out of range
+        mapc(5, 4, true),        // RDbase 4 with 4 vCPUs
+        [0x2a, 0, 0, 0],         // VMAPTI: GITS_TYPER.Virtual = 0
+        mapd(8, 16, true),       // Size + 1 = 17 > 16 EventID bits
+        mapti(8, 1, 8193, 1),    // good
+        ev(cmd::INT, 8, 1),      // good
+    ]);
+    assert_eq!(v.errors(), 8);
+    assert_eq!(
+        v.pending_on(1),
+        [8193],
+        "the good commands after the bad ones ran"
+    );
+    assert_eq!(v.r(GITS_CREADR, 8), v.r(GITS_CWRITER, 8));
+    assert_eq!(
+        v.its.stats.last_error,
+        Some((cmd::MAPD, CmdError::SizeOutOfRange))
+    );
+    let (devices, events, lpis, _) = v.its.usage();
+    assert_eq!(
+        (devices, events, lpis),
+        (1, 1, 1),
+        "the bad ones changed nothing"
+    );
+}
+
+#[test]
+fn the_event_id_must_be_below_2_to_the_mapd_size_plus_1() {
+    let mut v = with_device();
+    v.send(&[mapti(8, 31, 8192, 0), mapti(8, 32, 8193, 0)]);
+    assert_eq!(v.errors(), 1);
+    assert_eq!(
+        v.its.stats.last_error,
+        Some((cmd::MAPTI, CmdError::EventOutOfRange))
+    );
+}
+
+#[test]
+fn an_event_whose_collection_is_unmapped_is_not_delivered_and_its_mapping_survives() {
+    let mut v = with_device();
+    v.send(&[mapti(8, 0, 8192, 9), ev(cmd::INT, 8, 0)]);
+    assert_eq!(
+        v.its.stats.last_error,
+        Some((cmd::INT, CmdError::CollectionNotMapped))
+    );
+    assert!((0..4).all(|c| v.pending_on(c).is_empty()));
+    v.send(&[mapc(9, 3, true), ev(cmd::INT, 8, 0)]);
+    assert_eq!(v.pending_on(3), [8192], "MAPTI before MAPC is legal");
+}
+
+#[test]
+fn mapc_moves_the_lpis_of_its_collection_and_mapc_v0_stops_their_delivery() {
+    let mut v = with_device();
+    v.send(&[mapti(8, 0, 8192, 1), ev(cmd::INT, 8, 0)]);
+    assert_eq!(v.pending_on(1), [8192]);
+    v.send(&[mapc(1, 3, true)]);
+    assert_eq!(v.pending_on(3), [8192]);
+    v.send(&[mapc(1, 0, false)]);
+    assert!((0..4).all(|c| v.pending_on(c).is_empty()));
+}
+
+#[test]
+fn the_rdbase_of_mapc_must_name_a_vcpu_of_the_vm() {
+    let mut v = with_device();
+    v.send(&[mapc(4, 4, true), mapc(4, 1 << 20, true)]);
+    assert_eq!(v.errors(), 2);
+    assert_eq!(
+        v.its.stats.last_error,
+        Some((cmd::MAPC, CmdError::RdbaseOutOfRange))
+    );
+}
+
+#[test]
+fn mapd_of_a_mapped_device_drops_all_its_events() {
+    let mut v = with_device();
+    v.send(&[mapti(8, 0, 8192, 0), mapti(8, 1, 8193, 0), mapd(8, 4, true)]);
+    assert_eq!(v.its.usage().1, 0);
+    v.send(&[ev(cmd::INT, 8, 0)]);
+    assert_eq!(
+        v.its.stats.last_error,
+        Some((cmd::INT, CmdError::EventNotMapped))
+    );
+}
+
+#[test]
+fn mapd_v0_unmaps_the_device_and_its_events() {
+    let mut v = with_device();
+    v.send(&[mapti(8, 0, 8192, 0), ev(cmd::INT, 8, 0), mapd(8, 0, false)]);
+    assert_eq!(v.its.usage(), (0, 0, 0, ItsConfig::new(4)));
+    assert!(v.pending_on(0).is_empty(), "its pending LPI went with it");
+    v.send(&[ev(cmd::INT, 8, 0)]);
+    assert_eq!(
+        v.its.stats.last_error,
+        Some((cmd::INT, CmdError::DeviceNotMapped))
+    );
+}
+
+#[test]
+fn discard_clears_the_pending_state_and_removes_the_mapping() {
+    let mut v = with_device();
+    v.send(&[
+        mapti(8, 0, 8192, 0),
+        ev(cmd::INT, 8, 0),
+        ev(cmd::DISCARD, 8, 0),
+    ]);
+    assert!(v.pending_on(0).is_empty());
+    assert!(v.its.lpi(8192).is_none());
+    v.send(&[ev(cmd::INT, 8, 0)]);
+    assert_eq!(
+        v.its.stats.last_error,
+        Some((cmd::INT, CmdError::EventNotMapped))
+    );
+    v.send(&[mapti(8, 0, 8192, 0), ev(cmd::INT, 8, 0)]);
+    assert_eq!(v.pending_on(0), [8192], "a new MAPTI restores delivery");
+}
+
+#[test]
+fn clear_removes_the_pending_state_only() {
+    let mut v = with_device();
+    v.send(&[
+        mapti(8, 0, 8192, 0),
+        ev(cmd::INT, 8, 0),
+        ev(cmd::CLEAR, 8, 0),
+    ]);
+    assert!(v.pending_on(0).is_empty());
+    v.send(&[ev(cmd::INT, 8, 0)]);
+    assert_eq!(v.pending_on(0), [8192]);
+}
+
+#[test]
+fn movi_moves_a_pending_lpi_to_the_vcpu_of_the_new_collection() {
+    let mut v = with_device();
+    v.send(&[mapti(8, 0, 8192, 0), ev(cmd::INT, 8, 0)]);
+    v.its.take_kicks();
+    v.send(&[movi(8, 0, 3)]);
+    assert_eq!(v.pending_on(3), [8192]);
+    assert!(v.pending_on(0).is_empty());
+    assert_eq!(v.its.take_kicks(), 1 << 3);
+    v.send(&[movi(8, 0, 10)]);
+    assert_eq!(
+        v.its.stats.last_error,
+        Some((cmd::MOVI, CmdError::CollectionNotMapped))
+    );
+}
+
+#[test]
+fn movall_moves_every_lpi_of_one_redistributor_to_another() {
+    let mut v = with_device();
+    v.send(&[
+        mapti(8, 0, 8192, 1),
+        mapti(8, 1, 8193, 1),
+        mapti(8, 2, 8194, 2),
+        ev(cmd::INT, 8, 0),
+        ev(cmd::INT, 8, 2),
+        movall(1, 3),
+    ]);
+    assert_eq!(v.pending_on(3), [8192]);
+    assert_eq!(v.pending_on(2), [8194]);
+    v.send(&[ev(cmd::INT, 8, 1)]);
+    assert_eq!(
+        v.pending_on(3),
+        [8192, 8193],
+        "later events follow too (KVM)"
+    );
+}
+
+#[test]
+fn a_property_table_change_takes_effect_only_after_inv() {
+    let mut v = with_device();
+    v.send(&[mapti(8, 0, 8192, 0), ev(cmd::INT, 8, 0)]);
+    v.set_prop(8192, 0x40 | 0b10); // disabled, priority 0x40
+    assert_eq!(v.pending_on(0), [8192], "not read until INV");
+    v.send(&[ev(cmd::INV, 8, 0)]);
+    assert!(
+        v.pending_on(0).is_empty(),
+        "disabled: kept pending, not delivered"
+    );
+    assert!(v.its.lpi(8192).unwrap().pending);
+    v.set_prop(8192, 0x40 | 0b10 | 1);
+    v.its.take_kicks();
+    v.send(&[ev(cmd::INV, 8, 0)]);
+    assert_eq!(v.pending_on(0), [8192]);
+    assert_eq!(v.its.lpi(8192).unwrap().priority, 0x40);
+    assert_eq!(v.its.take_kicks(), 1, "enabling a pending LPI kicks");
+}
+
+#[test]
+fn invall_rereads_every_lpi_of_the_collection_and_no_other() {
+    let mut v = with_device();
+    v.send(&[
+        mapti(8, 0, 8192, 0),
+        mapti(8, 1, 8193, 0),
+        mapti(8, 2, 8194, 1),
+    ]);
+    for i in 8192..8195 {
+        v.set_prop(i, 0x10);
+    }
+    v.send(&[invall(0)]);
+    assert!(!v.its.lpi(8192).unwrap().enabled);
+    assert!(!v.its.lpi(8193).unwrap().enabled);
+    assert!(v.its.lpi(8194).unwrap().enabled, "another collection");
+    v.send(&[invall(20)]);
+    assert_eq!(
+        v.its.stats.last_error,
+        Some((cmd::INVALL, CmdError::CollectionNotMapped))
+    );
+}
+
+#[test]
+fn an_lpi_is_delivered_only_while_its_redistributor_has_enable_lpis() {
+    let mut v = with_device();
+    v.its.set_lpis_enabled(2, false, &v.ram);
+    v.send(&[mapti(8, 0, 8192, 2), ev(cmd::INT, 8, 0)]);
+    assert!(v.pending_on(2).is_empty());
+    v.its.take_kicks();
+    v.its.set_lpis_enabled(2, true, &v.ram);
+    assert_eq!(v.pending_on(2), [8192]);
+    assert_eq!(v.its.take_kicks(), 1 << 2);
+}
+
+#[test]
+fn enable_lpis_takes_the_pending_state_from_the_pending_table_unless_ptz() {
+    let mut v = with_device();
+    v.its.set_lpis_enabled(1, false, &v.ram);
+    v.send(&[mapti(8, 0, 8195, 1), mapti(8, 1, 8196, 1)]);
+    let byte = (PEND - RAM) as usize + 0x1_0000 + 8195 / 8;
+    v.ram.bytes[byte] |= 1 << (8195 % 8);
+    v.its.set_lpis_enabled(1, true, &v.ram);
+    assert_eq!(v.pending_on(1), [8195]);
+    // PTZ: the table is known to be zero and is not read.
+    v.its.set_lpis_enabled(1, false, &v.ram);
+    v.its.set_pending(8195, false);
+    v.its.set_pendbaser(1, (PEND + 0x1_0000) | PENDBASER_PTZ);
+    v.its.set_lpis_enabled(1, true, &v.ram);
+    assert!(v.pending_on(1).is_empty());
+    assert_eq!(v.its.pendbaser(1) & PENDBASER_PTZ, 0, "PTZ reads as 0");
+}
+
+#[test]
+fn propbaser_and_pendbaser_are_ignored_once_lpis_are_on() {
+    let mut v = vm();
+    let (p, q) = (v.its.propbaser(), v.its.pendbaser(0));
+    for c in 0..4 {
+        v.its.set_propbaser(c, 0x1234_5000);
+    }
+    v.its.set_pendbaser(0, 0x1234_0000);
+    assert_eq!((v.its.propbaser(), v.its.pendbaser(0)), (p, q));
+}
+
+#[test]
+fn a_table_address_outside_the_vm_is_never_read_beyond_it() {
+    let mut v = with_device();
+    // The property table moved outside RAM: the LPI reads as disabled.
+    v.its.set_lpis_enabled(0, false, &v.ram);
+    v.its.set_propbaser(0, 0x7_0000_0000 | 15);
+    v.send(&[mapti(8, 0, 8192, 0), ev(cmd::INT, 8, 0)]);
+    assert!(!v.its.lpi(8192).unwrap().enabled);
+    // A queue outside RAM: each command is unreadable, skipped; the ITS does not stall.
+    v.w(GITS_CTLR, 4, 0);
+    v.w(GITS_CBASER, 8, BASER_VALID | 0x7_0000_0000);
+    v.w(GITS_CTLR, 4, 1);
+    v.w(GITS_CWRITER, 8, 3 * 32);
+    assert_eq!(v.r(GITS_CREADR, 8), 3 * 32);
+    assert_eq!(v.its.stats.last_error, Some((0, CmdError::Unreadable)));
+}
+
+#[test]
+fn a_two_level_device_table_needs_a_valid_level_1_entry_in_the_vm() {
+    let mut v = vm();
+    v.w(GITS_CTLR, 4, 0);
+    // 4 KiB pages: a level-2 page holds 512 DeviceIDs; one level-1 page, 512 entries.
+    v.w(GITS_BASER, 8, BASER_VALID | BASER_INDIRECT | DEVTAB);
+    v.w(GITS_CTLR, 4, 1);
+    let l1 = (DEVTAB - RAM) as usize + 8; // the entry for DeviceIDs 512-1023
+    v.ram.bytes[l1..l1 + 8].copy_from_slice(&(BASER_VALID | (RAM + 0x58_0000)).to_le_bytes());
+    v.send(&[
+        mapd(600, 1, true),
+        mapd(100, 1, true),
+        mapd(512 * 512, 1, true),
+    ]);
+    assert_eq!(
+        v.its.usage().0,
+        1,
+        "only the device whose level-1 entry is valid"
+    );
+    assert_eq!(v.errors(), 2);
+    assert_eq!(
+        v.its.stats.last_error,
+        Some((cmd::MAPD, CmdError::DeviceOutOfRange))
+    );
+}
+
+#[test]
+fn a_deviceid_beyond_a_flat_device_table_is_refused() {
+    let mut v = vm();
+    v.send(&[mapd(8191, 0, true), mapd(8192, 0, true)]);
+    assert_eq!(v.its.usage().0, 1);
+    assert_eq!(
+        v.its.stats.last_error,
+        Some((cmd::MAPD, CmdError::DeviceOutOfRange))
+    );
+}
+
+#[test]
+fn cwriter_beyond_the_queue_is_ignored() {
+    let mut v = with_device();
+    let before = v.r(GITS_CWRITER, 8);
+    v.w(GITS_CWRITER, 8, 0x1000);
+    assert_eq!(v.r(GITS_CWRITER, 8), before);
+    assert_eq!(v.r(GITS_CREADR, 8), before);
+}
+
+#[test]
+fn creadr_wraps_at_the_end_of_the_queue() {
+    let mut v = with_device();
+    // 128 commands fit; send 200 INTs in turns so the queue wraps.
+    v.send(&[mapti(8, 0, 8192, 0)]);
+    for _ in 0..4 {
+        v.send(&[ev(cmd::INT, 8, 0); 50]);
+    }
+    assert_eq!(v.errors(), 0);
+    assert_eq!(v.its.stats.commands, 5 + 1 + 200);
+    assert_eq!(v.r(GITS_CREADR, 8), (206 * 32) % 4096);
+}
+
+#[test]
+fn the_work_of_one_access_is_bounded_and_the_next_access_goes_on() {
+    let mut v = vm_with(ItsConfig {
+        vcpus: 4,
+        max_devices: 64,
+        max_events: 1024,
+    });
+    v.w(GITS_CTLR, 4, 0);
+    v.w(GITS_CBASER, 8, BASER_VALID | QUEUE | 0xf); // 16 pages: 2048 commands
+    v.w(GITS_CTLR, 4, 1);
+    let mut cmds = alloc::vec![mapc(0, 0, true), mapd(8, 15, true)];
+    for e in 0..1000 {
+        cmds.push(mapti(8, e, 8192 + e, 0));
+    }
+    v.send(&cmds);
+    // An INVALL storm: each one walks 1000 events and reads 1000 property bytes.
+    v.send(&[invall(0); 1000]);
+    let mut accesses = 0;
+    loop {
+        v.ram.reads.set(0);
+        let creadr = v.r(GITS_CREADR, 8);
+        accesses += 1;
+        // A unit is at most one guest-memory read (plus 4 for the command itself).
+        assert!(
+            v.ram.reads.get() <= 5 * WORK_BUDGET as u64,
+            "{} reads",
+            v.ram.reads.get()
+        );
+        if creadr == v.r(GITS_CWRITER, 8) {
+            break;
+        }
+        assert!(!v.its.quiescent(), "not quiescent while commands wait");
+        assert!(accesses < 1000);
+    }
+    assert!(accesses > 100, "the storm took {accesses} accesses");
+    assert_eq!(v.errors(), 0);
+    assert!(v.its.stats.budget_stops > 100);
+}
+
+#[test]
+fn a_huge_mapd_size_or_full_tables_refuse_and_allocate_nothing() {
+    let mut v = vm_with(ItsConfig {
+        vcpus: 4,
+        max_devices: 2,
+        max_events: 3,
+    });
+    let reserved = v.its.reserved();
+    v.send(&[
+        mapc(0, 0, true),
+        mapd(1, 31, true), // 2^32 events: refused by the range check
+        mapd(1, 15, true),
+        mapd(2, 15, true),
+        mapd(3, 15, true), // a third device: no room
+        mapti(1, 0, 8192, 0),
+        mapti(1, 1, 8193, 0),
+        mapti(2, 0, 8194, 0),
+        mapti(2, 1, 8195, 0), // a fourth event: no room
+        mapti(2, 0, 8196, 0), // a remap needs no room
+    ]);
+    assert_eq!(v.errors(), 3);
+    assert_eq!(v.its.stats.last_error, Some((cmd::MAPTI, CmdError::NoRoom)));
+    assert_eq!(v.its.usage().0..v.its.usage().2, 2..3);
+    assert!(v.its.lpi(8196).is_some() && v.its.lpi(8194).is_none());
+    assert_eq!(v.its.reserved(), reserved, "no table grew");
+}
+
+#[test]
+fn two_events_may_map_one_lpi_and_it_lives_until_both_are_gone() {
+    let mut v = with_device();
+    v.send(&[
+        mapti(8, 0, 8192, 0),
+        mapti(8, 1, 8192, 0),
+        ev(cmd::DISCARD, 8, 0),
+    ]);
+    assert!(v.its.lpi(8192).is_some());
+    v.send(&[ev(cmd::INT, 8, 1)]);
+    assert_eq!(v.pending_on(0), [8192]);
+    v.send(&[ev(cmd::DISCARD, 8, 1)]);
+    assert!(v.its.lpi(8192).is_none());
+}
+
+#[test]
+fn a_translater_write_is_an_event_from_device_0() {
+    let mut v = with_device();
+    v.send(&[mapd(0, 4, true), mapti(0, 5, 8205, 1)]);
+    v.w(GITS_TRANSLATER, 4, 5);
+    assert_eq!(v.pending_on(1), [8205]);
+    assert_eq!(v.r(GITS_TRANSLATER, 4), 0, "reads as zero");
+    v.its.set_pending(8205, false);
+    v.w(GITS_CTLR, 4, 0);
+    v.w(GITS_TRANSLATER, 2, 5);
+    assert!(
+        v.pending_on(1).is_empty(),
+        "ignored while the ITS is disabled"
+    );
+}
+
+#[test]
+fn accesses_of_the_wrong_width_or_to_no_register_are_reported() {
+    let mut v = vm();
+    assert_eq!(v.its.read(GITS_CTLR, 8, &v.ram), None);
+    assert_eq!(v.its.read(GITS_CTLR, 1, &v.ram), None);
+    assert_eq!(v.its.read(0x40, 4, &v.ram), None);
+    assert_eq!(v.its.read(GITS_TYPER + 2, 4, &v.ram), None);
+    assert!(!v.its.write(GITS_TRANSLATER, 8, 0, &v.ram));
+    assert!(v.its.read(GITS_CWRITER + 4, 4, &v.ram).is_some());
+}
+
+#[test]
+fn reset_forgets_every_mapping_and_keeps_the_reserved_tables() {
+    let mut v = with_device();
+    v.send(&[mapti(8, 0, 8192, 0), ev(cmd::INT, 8, 0)]);
+    let reserved = v.its.reserved();
+    v.its.reset();
+    assert_eq!(v.its.usage().0..v.its.usage().2, 0..0);
+    assert_eq!(v.its.reserved(), reserved);
+    assert_eq!(v.its.read(GITS_CTLR, 4, &v.ram), Some(1 << 31));
+    assert!(!v.its.lpis_enabled(0));
+}
