@@ -215,7 +215,7 @@ fn deliver(cpu: usize, vm: usize, b: u8) {
     let Some(rt) = VMS.get().and_then(|v| v.get(vm)) else {
         return;
     };
-    let mut hw = run::Hw::new(cpu);
+    let mut hw = run::Hw::new(cpu, rt);
     rt.vm.console_input(&[b], &mut hw);
 }
 

@@ -149,16 +149,40 @@ impl GuestMemory {
     }
 }
 
-impl GuestRam for GuestMemory {
+/// Where a VM's RAM is, in its IPA space and in host memory: fixed for the VM's life, so it
+/// reads guest RAM without taking the memory lock (an exit reads the ITS's tables under the
+/// vGIC lock, which the lock order puts before the memory lock).
+#[derive(Debug, Clone, Copy)]
+pub struct RamWindow {
+    ipa: MemRange,
+    pa: MemRange,
+}
+
+impl GuestRam for RamWindow {
     fn read(&self, ipa: u64, buf: &mut [u8]) -> bool {
-        let Some(src) = self.host_addr(ipa, buf.len() as u64) else {
+        let Some(end) = ipa.checked_add(buf.len() as u64) else {
             return false;
         };
-        // SAFETY: `src..src + len` lies inside this VM's RAM (checked by `host_addr`), mapped
-        // at EL2 for as long as the VM exists; `buf` is hypervisor memory outside it. The guest
-        // may change these bytes meanwhile: they are plain data, copied as they are.
+        if ipa < self.ipa.start || end > self.ipa.end {
+            return false;
+        }
+        let src = self.pa.start + (ipa - self.ipa.start);
+        // SAFETY: `src..src + len` lies inside this VM's RAM (checked above against its IPA
+        // range, which maps 1:1 onto `pa`), taken from the free-memory allocator for this VM
+        // and mapped at EL2 for as long as the VM exists; `buf` is hypervisor memory outside
+        // it. The guest may change these bytes meanwhile: they are plain data, copied as is.
         unsafe { core::ptr::copy_nonoverlapping(src as *const u8, buf.as_mut_ptr(), buf.len()) };
         true
+    }
+}
+
+impl GuestMemory {
+    /// The VM's RAM as a lock-free reader.
+    pub fn window(&self) -> RamWindow {
+        RamWindow {
+            ipa: self.ipa,
+            pa: self.pa,
+        }
     }
 }
 

@@ -74,6 +74,8 @@ pub struct VmRuntime {
     pub dtb: Vec<u8>,
     /// The EL2 controls its vCPUs run under (VMPIDR is set per vCPU).
     pub control: arch::vcpu::GuestControl,
+    /// Its RAM, read without the memory lock (the ITS's tables).
+    pub ram: memory::RamWindow,
     /// Set once every vCPU has stopped after SYSTEM_OFF.
     pub stopped: AtomicBool,
 }
@@ -285,6 +287,10 @@ fn create_vm(
         virt: t.virt.intid,
         hyp: t.hyp_phys.intid,
     });
+    // An emulated ITS: as configured, else when the host's GIC has one.
+    let host_its = matches!(&info.gic, Some(GicInfo::V3(g)) if !g.its.is_empty());
+    let mut vc = vc;
+    vc.its = Some(vc.has_its(host_its));
     let dtb = exitless_core::vm::fdt::build(&GuestDt {
         name: &vc.name,
         vcpus: vc.vcpus,
@@ -293,7 +299,7 @@ fn create_vm(
         bootargs: &vc.bootargs,
         initrd: plan.initrd,
         timer_ppis: timer,
-        its: false,
+        its: vc.its == Some(true),
         passthrough: &vc.passthrough,
     })
     .map_err(|e| e.to_string())?;
@@ -347,6 +353,7 @@ fn create_vm(
     };
     let rt = VmRuntime {
         vm,
+        ram: mem.window(),
         mem: Mutex::new(mem),
         kernel,
         initrd,

@@ -20,11 +20,13 @@
 
 use core::sync::atomic::Ordering;
 
+use super::memory::RamWindow;
 use super::{PCPUS, VMS, VmRuntime, console, hw, irq};
 use crate::arch::{self, timer};
 use crate::drivers::gic;
 use exitless_core::hv::power::{self, StopEnd, StopHw};
 use exitless_core::hv::{self as policy, Cpus};
+use exitless_core::mm::GuestRam;
 use exitless_core::vcpu::exit::{self, ExitKind};
 use exitless_core::vcpu::inject::{self, El1Exception};
 use exitless_core::vcpu::psci::PowerState;
@@ -102,12 +104,13 @@ fn wait_power_on(cpu: usize, rt: &VmRuntime, v: usize) -> (u64, u64) {
 /// The hardware side of an exit's needs.
 pub struct Hw {
     cpu: usize,
+    ram: RamWindow,
 }
 
 impl Hw {
-    /// The exit services of physical CPU `cpu`.
-    pub fn new(cpu: usize) -> Self {
-        Hw { cpu }
+    /// The exit services of physical CPU `cpu` for the VM `rt`.
+    pub fn new(cpu: usize, rt: &VmRuntime) -> Self {
+        Hw { cpu, ram: rt.ram }
     }
 }
 
@@ -122,6 +125,10 @@ impl ExitHw for Hw {
 
     fn console_out(&mut self, vm: &Vm, bytes: &[u8]) {
         console::guest_output(vm, bytes);
+    }
+
+    fn guest_ram(&self) -> &dyn GuestRam {
+        &self.ram
     }
 }
 
@@ -159,7 +166,7 @@ fn run_vcpu(cpu: usize, rt: &VmRuntime, v: usize, entry: u64, x0: u64) -> RunEnd
     let mut regs = reset_state(entry, x0);
     let mut shadow = CpuIfShadow::default();
     let mut prev_used = 0;
-    let mut hw_ops = Hw { cpu };
+    let mut hw_ops = Hw::new(cpu, rt);
     let timers = (hw().vtimer, hw().ptimer);
     log::debug!(
         "VM '{}' vCPU {v} starts at {entry:#x} (x0 = {x0:#x})",

@@ -88,6 +88,20 @@ pub fn counters(vm: &Vm) -> String {
         vm.stats.passthrough_remote.load(Ordering::Relaxed),
         vm.stats.aborts.load(Ordering::Relaxed)
     );
+    if let Some(its) = vm.vgic.lock().its() {
+        let st = its.stats;
+        let (devices, events, lpis, cfg) = its.usage();
+        let _ = write!(out, "ITS: {} commands, {} skipped", st.commands, st.errors);
+        if let Some((op, why)) = st.last_error {
+            let _ = write!(out, " (last: opcode {op:#04x}, {why:?})");
+        }
+        let _ = writeln!(
+            out,
+            "; {} LPIs raised; {devices} of {} devices, {events} of {} events, {lpis} LPIs \
+             mapped; {} accesses stopped at the work budget",
+            st.lpis_raised, cfg.max_devices, cfg.max_events, st.budget_stops
+        );
+    }
     let gicc_exits = mmio
         .iter()
         .filter(|((d, _), _)| *d == "GICC")

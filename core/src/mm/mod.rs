@@ -46,6 +46,33 @@ pub trait GuestRam {
     }
 }
 
+/// Guest RAM held in a byte slice at IPA `base` (host tests, the fuzzers).
+#[derive(Debug, Clone, Copy)]
+pub struct SliceRam<'a> {
+    /// IPA of `bytes[0]`.
+    pub base: u64,
+    /// The RAM.
+    pub bytes: &'a [u8],
+}
+
+impl GuestRam for SliceRam<'_> {
+    fn read(&self, ipa: u64, buf: &mut [u8]) -> bool {
+        let Some(start) = ipa.checked_sub(self.base) else {
+            return false;
+        };
+        let src = usize::try_from(start)
+            .ok()
+            .and_then(|s| self.bytes.get(s..s.checked_add(buf.len())?));
+        match src {
+            Some(src) => {
+                buf.copy_from_slice(src);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// A 4 KiB page, the only translation granule exitless uses.
 pub const PAGE_SIZE: u64 = 4096;
 

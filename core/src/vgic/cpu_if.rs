@@ -195,6 +195,20 @@ impl Vgic {
                 });
             }
         }
+        // LPIs (vGICv3 with an ITS): those pending for this vCPU, or active on it.
+        if let Some(its) = &self.its {
+            for l in its.lpis() {
+                let id = IntId(l.intid);
+                if self.target(vcpu, id) == Some(vcpu) {
+                    out.push(Candidate {
+                        id,
+                        priority: l.state.priority,
+                        pending: l.state.wants_delivery(self.enable_grp0, self.enable_grp1),
+                        active: l.state.active,
+                    });
+                }
+            }
+        }
         out
     }
 
@@ -301,7 +315,7 @@ impl Vgic {
             irq.line_level = false;
         }
         irq.active = state.active;
-        irq.active_on = if state.active && id.is_spi() {
+        irq.active_on = if state.active && (id.is_spi() || id.is_lpi()) {
             Some(vcpu)
         } else {
             None

@@ -45,6 +45,14 @@ impl IntId {
     pub const fn is_spi(self) -> bool {
         self.0 >= Self::PRIVATE_COUNT && self.0 < Self::SPI_END
     }
+
+    /// The first LPI.
+    pub const LPI_BASE: u32 = 8192;
+
+    /// True for 8192 and above (IHI 0069H 2.2.1).
+    pub const fn is_lpi(self) -> bool {
+        self.0 >= Self::LPI_BASE
+    }
 }
 
 /// A vCPU's index in its VM (0-based; vCPU n has MPIDR affinity n).
@@ -134,6 +142,19 @@ impl IrqState {
             active_on: None,
             pending_request: None,
             active_request: None,
+        }
+    }
+
+    /// An LPI's state when it is mapped: edge-triggered, Group 1, not pending (IHI 0069H 5.1:
+    /// LPIs are always Group 1 edge-triggered interrupts); priority and enable come from its
+    /// byte in the property table.
+    pub const fn lpi(priority: u8, enabled: bool) -> Self {
+        IrqState {
+            enabled,
+            priority,
+            group1: true,
+            trigger: Trigger::Edge,
+            ..Self::reset(IntId(IntId::LPI_BASE), false)
         }
     }
 

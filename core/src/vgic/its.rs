@@ -39,11 +39,11 @@
 
 use alloc::vec::Vec;
 
-use super::irq::VcpuId;
+use super::irq::{IntId, IrqState, VcpuId};
 use crate::mm::GuestRam;
 
 /// The first LPI INTID.
-pub const LPI_BASE: u32 = 8192;
+pub const LPI_BASE: u32 = IntId::LPI_BASE;
 /// Interrupt ID bits the vGIC reports with LPIs (GICD_TYPER.IDbits + 1): INTIDs below 2^16.
 pub const LPI_ID_BITS: u32 = 16;
 /// DeviceID bits (GITS_TYPER.Devbits + 1).
@@ -229,12 +229,10 @@ struct Ite {
 pub struct Lpi {
     /// Its INTID (8192 or more).
     pub intid: u32,
-    /// Priority: property byte bits 7:2.
-    pub priority: u8,
-    /// Enable: property byte bit 0.
-    pub enabled: bool,
-    /// Pending (LPIs have no active state).
-    pub pending: bool,
+    /// Its state as the list-register scheduler sees it (`cpu_if`): priority and enable from
+    /// the property byte (bits 7:2, bit 0), the pending latch, the active state while the
+    /// guest has acknowledged it in a list register, where it is resident.
+    pub state: IrqState,
     /// The vCPU it is delivered to; `None` while its collection is unmapped.
     pub target: Option<VcpuId>,
     /// ITEs that map to it.
@@ -526,7 +524,7 @@ impl Its {
                 self.mapti(c.device(), c.event(), c.event(), c.icid(), ram),
             ),
             cmd::INT => (1, self.raise(c.device(), c.event())),
-            cmd::CLEAR => (1, self.with_lpi(c, |l| l.pending = false)),
+            cmd::CLEAR => (1, self.clear(c)),
             cmd::DISCARD => (1, self.discard(c)),
             cmd::INV => (1, self.inv(c, ram)),
             cmd::INVALL => (walked(self.ites.len()), self.invall(c, ram)),
@@ -698,9 +696,7 @@ impl Its {
                     k,
                     Lpi {
                         intid,
-                        priority,
-                        enabled,
-                        pending: false,
+                        state: IrqState::lpi(priority, enabled),
                         target: None,
                         refs: 1,
                     },
@@ -710,7 +706,7 @@ impl Its {
                 if let Some(v) = target
                     && self.pending_table_bit(v, intid, ram)
                 {
-                    self.lpis[k].pending = true;
+                    self.lpis[k].state.pending_latch = true;
                 }
             }
         }
@@ -742,12 +738,22 @@ impl Its {
         self.lpis.binary_search_by_key(&intid, |l| l.intid).ok()
     }
 
-    /// Applies `f` to the LPI a command's (DeviceID, EventID) maps to.
-    fn with_lpi(&mut self, c: &Cmd, f: impl FnOnce(&mut Lpi)) -> Result<(), CmdError> {
-        let (_, ite) = self.ite(c.device(), c.event())?;
-        if let Some(k) = self.lpi_index(ite.intid) {
-            f(&mut self.lpis[k]);
+    /// Clears an LPI's pending state. One the guest has not taken yet from a list register is
+    /// cleared there at that vCPU's next fold (it is kicked).
+    fn unpend(&mut self, intid: u32) {
+        if let Some(k) = self.lpi_index(intid) {
+            let s = &mut self.lpis[k].state;
+            s.pending_latch = false;
+            if let Some(r) = s.resident {
+                s.pending_request = Some(false);
+                self.kicks |= 1 << r;
+            }
         }
+    }
+
+    fn clear(&mut self, c: &Cmd) -> Result<(), CmdError> {
+        let (_, ite) = self.ite(c.device(), c.event())?;
+        self.unpend(ite.intid);
         Ok(())
     }
 
@@ -768,7 +774,7 @@ impl Its {
             return Err(CmdError::CollectionNotMapped);
         }
         if let Some(k) = self.lpi_index(ite.intid) {
-            self.lpis[k].pending = true;
+            self.lpis[k].state.pending_latch = true;
             self.stats.lpis_raised += 1;
             self.kick_if_deliverable(k);
         }
@@ -777,9 +783,7 @@ impl Its {
 
     fn discard(&mut self, c: &Cmd) -> Result<(), CmdError> {
         let (k, ite) = self.ite(c.device(), c.event())?;
-        if let Some(l) = self.lpi_index(ite.intid) {
-            self.lpis[l].pending = false;
-        }
+        self.unpend(ite.intid);
         self.ites.remove(k);
         self.unref_lpi(ite.intid);
         Ok(())
@@ -827,8 +831,8 @@ impl Its {
         let to = self.rd(c.rdbase2())?;
         for k in 0..self.lpis.len() {
             if self.lpis[k].target == Some(from) {
-                self.lpis[k].target = Some(to);
-                self.kick_if_deliverable(k);
+                let intid = self.lpis[k].intid;
+                self.retarget(intid, Some(to));
             }
         }
         Ok(())
@@ -837,6 +841,12 @@ impl Its {
     fn retarget(&mut self, intid: u32, target: Option<VcpuId>) {
         if let Some(k) = self.lpi_index(intid) {
             self.lpis[k].target = target;
+            // Pending in another vCPU's list register: that vCPU gives it back at its fold.
+            if let Some(r) = self.lpis[k].state.resident
+                && target != Some(r)
+            {
+                self.kicks |= 1 << r;
+            }
             self.kick_if_deliverable(k);
         }
     }
@@ -844,8 +854,8 @@ impl Its {
     fn reload_property(&mut self, intid: u32, ram: &dyn GuestRam) {
         let (priority, enabled) = self.property(intid, ram);
         if let Some(k) = self.lpi_index(intid) {
-            self.lpis[k].priority = priority;
-            self.lpis[k].enabled = enabled;
+            self.lpis[k].state.priority = priority;
+            self.lpis[k].state.enabled = enabled;
             self.kick_if_deliverable(k);
         }
     }
@@ -878,11 +888,15 @@ impl Its {
         ram.read_u8(at).is_some_and(|b| b & (1 << (intid % 8)) != 0)
     }
 
+    /// Pending, enabled, targets a vCPU whose LPIs are on (the distributor's Group 1 enable is
+    /// the vGIC's to check).
     fn deliverable(&self, l: &Lpi) -> bool {
-        l.pending
-            && l.enabled
-            && l.target
-                .is_some_and(|v| self.redist.get(v).is_some_and(|r| r.enable_lpis))
+        l.state.pending_latch && l.state.enabled && self.target_of(l).is_some()
+    }
+
+    /// The vCPU an LPI goes to: its target, if that redistributor's LPIs are on.
+    pub fn target_of(&self, l: &Lpi) -> Option<VcpuId> {
+        l.target.filter(|&v| self.lpis_enabled(v))
     }
 
     fn kick_if_deliverable(&mut self, k: usize) {
@@ -943,7 +957,7 @@ impl Its {
             for k in 0..self.lpis.len() {
                 let l = self.lpis[k];
                 if l.target == Some(v) && self.pending_table_bit(v, l.intid, ram) {
-                    self.lpis[k].pending = true;
+                    self.lpis[k].state.pending_latch = true;
                     self.stats.lpis_raised += 1;
                 }
                 self.kick_if_deliverable(k);
@@ -960,10 +974,15 @@ impl Its {
             .filter(move |l| l.target == Some(v) && self.deliverable(l))
     }
 
-    /// Sets or clears an LPI's pending state (a list register took it, or gave it back).
+    /// Every mapped LPI, by INTID.
+    pub fn lpis(&self) -> &[Lpi] {
+        &self.lpis
+    }
+
+    /// Sets or clears an LPI's pending latch (tests; the vGIC goes through [`Its::lpi_mut`]).
     pub fn set_pending(&mut self, intid: u32, on: bool) {
         if let Some(k) = self.lpi_index(intid) {
-            self.lpis[k].pending = on;
+            self.lpis[k].state.pending_latch = on;
             self.kick_if_deliverable(k);
         }
     }
@@ -971,6 +990,11 @@ impl Its {
     /// The LPI `intid`, if mapped.
     pub fn lpi(&self, intid: u32) -> Option<&Lpi> {
         self.lpi_index(intid).map(|k| &self.lpis[k])
+    }
+
+    /// The LPI `intid`'s state, if mapped, for the list-register scheduler.
+    pub fn lpi_mut(&mut self, intid: u32) -> Option<&mut IrqState> {
+        self.lpi_index(intid).map(|k| &mut self.lpis[k].state)
     }
 
     /// vCPUs that have a new deliverable LPI since the last call (bit n = vCPU n).
@@ -995,6 +1019,27 @@ impl Its {
             self.ites.capacity(),
             self.lpis.capacity(),
         )
+    }
+}
+
+/// The name of the register at `offset`, for the MMIO counters.
+pub fn reg_name(offset: u64) -> &'static str {
+    match offset & !7 {
+        GITS_CTLR => {
+            if offset == GITS_IIDR {
+                "GITS_IIDR"
+            } else {
+                "GITS_CTLR"
+            }
+        }
+        GITS_TYPER => "GITS_TYPER",
+        GITS_CBASER => "GITS_CBASER",
+        GITS_CWRITER => "GITS_CWRITER",
+        GITS_CREADR => "GITS_CREADR",
+        o if (GITS_BASER..GITS_BASER + 0x40).contains(&o) => "GITS_BASER",
+        o if (GITS_IDREGS..GITS_IDREGS + 0x30).contains(&o) => "GITS_ID",
+        o if o == GITS_TRANSLATER & !7 => "GITS_TRANSLATER",
+        _ => "other",
     }
 }
 

@@ -164,6 +164,8 @@ pub struct Vgic {
     pri_mask: u8,
     kicks: u64,
     lr_format: LrFormat,
+    /// The VM's ITS and its LPIs (vGICv3 only).
+    its: Option<its::Its>,
 }
 
 impl Vgic {
@@ -206,7 +208,30 @@ impl Vgic {
                 GicVersion::V2 => LrFormat::V2,
                 GicVersion::V3 => LrFormat::V3,
             },
+            its: None,
         }
+    }
+
+    /// Gives a vGICv3 an ITS (LPIs then exist: GICD_TYPER.LPIS, GICR_TYPER.PLPIS); its tables
+    /// are reserved here, once. Ignored for a vGICv2.
+    pub fn attach_its(&mut self, cfg: its::ItsConfig) {
+        if self.version == GicVersion::V3 {
+            self.its = Some(its::Its::new(its::ItsConfig {
+                vcpus: self.cpus.len(),
+                ..cfg
+            }));
+        }
+    }
+
+    /// The VM's ITS, if it has one.
+    pub fn its(&self) -> Option<&its::Its> {
+        self.its.as_ref()
+    }
+
+    /// The VM's ITS, if it has one, to emulate an access to it (the caller then takes the
+    /// kicks with [`Vgic::take_kicks`]).
+    pub fn its_mut(&mut self) -> Option<&mut its::Its> {
+        self.its.as_mut()
     }
 
     /// Hardware list registers this vGIC schedules.
@@ -262,6 +287,9 @@ impl Vgic {
 
     /// An interrupt's state as the vCPU `vcpu` sees it (private interrupts are banked).
     pub fn irq(&self, vcpu: VcpuId, id: IntId) -> Option<&IrqState> {
+        if id.is_lpi() {
+            return self.its.as_ref()?.lpi(id.0).map(|l| &l.state);
+        }
         if id.is_private() {
             self.cpus.get(vcpu).map(|c| &c.private[id.0 as usize])
         } else {
@@ -270,6 +298,9 @@ impl Vgic {
     }
 
     fn irq_mut(&mut self, vcpu: VcpuId, id: IntId) -> Option<&mut IrqState> {
+        if id.is_lpi() {
+            return self.its.as_mut()?.lpi_mut(id.0);
+        }
         if id.is_private() {
             self.cpus
                 .get_mut(vcpu)
@@ -282,6 +313,18 @@ impl Vgic {
     /// The vCPU that must see interrupt `id` (banked for `vcpu`), per the oracle.
     pub fn target(&self, vcpu: VcpuId, id: IntId) -> Option<VcpuId> {
         let irq = self.irq(vcpu, id)?;
+        if id.is_lpi() {
+            // An active LPI stays with the vCPU that acknowledged it; a pending one goes where
+            // its collection points, if that redistributor's LPIs are on.
+            if irq.active {
+                return irq.active_on;
+            }
+            let its = self.its.as_ref()?;
+            return irq
+                .wants_delivery(self.enable_grp0, self.enable_grp1)
+                .then(|| its.lpi(id.0).and_then(|l| its.target_of(l)))
+                .flatten();
+        }
         if id.is_private() {
             return irq
                 .is_candidate(self.enable_grp0, self.enable_grp1)
@@ -310,7 +353,10 @@ impl Vgic {
         }
         if let Some(t) = self.target(vcpu, id) {
             let c = &mut self.cpus[t];
-            c.queued[(id.0 / 64) as usize] |= 1 << (id.0 % 64);
+            // LPIs are not in the queue bitmap: every flush looks at the ITS's LPIs.
+            if !id.is_lpi() {
+                c.queued[(id.0 / 64) as usize] |= 1 << (id.0 % 64);
+            }
             if c.running && resident != Some(t) {
                 self.kicks |= 1 << t;
             }
@@ -353,9 +399,17 @@ impl Vgic {
             .unwrap_or_default()
     }
 
-    /// vCPUs to kick (bit n = vCPU n), and forgets them.
+    /// vCPUs to kick (bit n = vCPU n), and forgets them. The ITS's are kept to the vCPUs that
+    /// run (one that does not sees its LPIs at its next flush).
     pub fn take_kicks(&mut self) -> u64 {
-        core::mem::take(&mut self.kicks)
+        let its = self.its.as_mut().map_or(0, |i| i.take_kicks());
+        let running = self
+            .cpus
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.running)
+            .fold(0u64, |m, (n, _)| m | 1 << n);
+        core::mem::take(&mut self.kicks) | (its & running)
     }
 
     /// For the randomized host tests and the fuzzer: takes every vCPU's physical work and the
@@ -397,6 +451,17 @@ impl Vgic {
         }
         for i in 0..self.spis.len() as u32 {
             self.requeue(0, IntId(32 + i));
+        }
+        let lpis = self.its.as_ref().map_or(0, |i| i.lpis().len());
+        for k in 0..lpis {
+            if let Some(id) = self
+                .its
+                .as_ref()
+                .and_then(|i| i.lpis().get(k))
+                .map(|l| l.intid)
+            {
+                self.requeue(0, IntId(id));
+            }
         }
     }
 

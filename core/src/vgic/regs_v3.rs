@@ -14,9 +14,11 @@
 //!   programmed through each vCPU's redistributor;
 //! * Aff3 routing (GICD_TYPER.A3V = 1; GICD_IROUTER keeps Aff3) and 1-of-N routing
 //!   (GICD_TYPER.No1N = 0; IRM = 1 routes to [`Route::Any`]);
-//! * no LPIs yet: GICD_TYPER.LPIS = 0, GICR_TYPER.PLPIS = VLPIS = DirectLPI = 0, so
-//!   GICR_CTLR.EnableLPIs is RES0 (GICR_CTLR is RAZ/WI) and the direct LPI registers are RAZ/WI;
-//!   GICR_PROPBASER/PENDBASER are stored (RES0 bits masked) for the ITS to come.
+//! * LPIs only with an ITS ([`super::its`]): then GICD_TYPER.LPIS = 1 with 16 ID bits,
+//!   GICR_TYPER.PLPIS = 1, and GICR_CTLR.EnableLPIs, GICR_PROPBASER and GICR_PENDBASER are the
+//!   ITS's ([`Vgic::gicr_access_lpi`]). Without one, GICD_TYPER.LPIS = 0, PLPIS = 0, GICR_CTLR
+//!   is RAZ/WI and PROPBASER/PENDBASER are stored (RES0 bits masked) and unused. VLPIS and
+//!   DirectLPI are always 0 (the direct LPI registers are RAZ/WI).
 //!
 //! Invariants:
 //! * Redistributor frame n (offset `n * 0x20000`: RD_base, then SGI_base at +0x10000) belongs
@@ -264,6 +266,66 @@ impl Vgic {
         self.mmio_access(GICR_REGIONS, ctx, offset % GICR_FRAME_SIZE, width, write)
     }
 
+    /// A guest access to the redistributor region when the VM has an ITS: GICR_CTLR,
+    /// GICR_PROPBASER and GICR_PENDBASER are then the ITS's LPI registers (turning
+    /// EnableLPIs on reads the pending table from `ram`); everything else is
+    /// [`Vgic::gicr_access`].
+    ///
+    /// GICR_CTLR: "EnableLPIs, bit [0]" read/write; "CES, bit [1]" = 1 (EnableLPIs may be
+    /// cleared again, as QEMU and KVM allow); IR = 0 (no GICR_INVLPIR), RWP and UWP read 0.
+    /// GICR_PROPBASER is one register for the whole VM (KVM); both are ignored while that
+    /// redistributor's EnableLPIs is set.
+    pub fn gicr_access_lpi(
+        &mut self,
+        vcpu: VcpuId,
+        offset: u64,
+        width: u8,
+        write: Option<u64>,
+        ram: &dyn crate::mm::GuestRam,
+    ) -> MmioOutcome {
+        let owner = (offset / GICR_FRAME_SIZE) as usize;
+        let off = offset % GICR_FRAME_SIZE;
+        let Some(its) = self.its.as_mut().filter(|_| owner < self.cpus.len()) else {
+            return self.gicr_access(vcpu, offset, width, write);
+        };
+        let byte = (off % 8) as u32;
+        let ok = |value: u64, group| MmioOutcome {
+            value: if write.is_some() { 0 } else { value },
+            group,
+            ok: true,
+        };
+        match (off, width) {
+            (0x0000, 4) => {
+                if let Some(v) = write {
+                    its.set_lpis_enabled(owner, v & 1 != 0, ram);
+                }
+                ok(its.lpis_enabled(owner) as u64 | 1 << 1, "GICR_CTLR")
+            }
+            (0x0070, 8) | (0x0070 | 0x0074, 4) => {
+                if let Some(v) = write {
+                    let new = update_bytes(its.propbaser(), byte, width, v) & PROPBASER_WRITABLE;
+                    its.set_propbaser(owner, new);
+                }
+                ok(
+                    extract_bytes(its.propbaser(), byte, width),
+                    "GICR_PROPBASER",
+                )
+            }
+            (0x0078, 8) | (0x0078 | 0x007c, 4) => {
+                if let Some(v) = write {
+                    let new =
+                        update_bytes(its.pendbaser(owner), byte, width, v) & PENDBASER_WRITABLE;
+                    its.set_pendbaser(owner, new);
+                }
+                ok(
+                    extract_bytes(its.pendbaser(owner), byte, width),
+                    "GICR_PENDBASER",
+                )
+            }
+            _ => self.gicr_access(vcpu, offset, width, write),
+        }
+    }
+
     /// GICD_CTLR (DS = 1): "EnableGrp0, bit [0]" and "EnableGrp1, bit [1]" are read/write;
     /// "ARE, bit [4]" is RAO/WI (affinity routing is always on); "DS, bit [6]" is RAO/WI (one
     /// security state); E1NWF is RAZ/WI; "RWP, bit [31]" reads 0 (writes take effect at once).
@@ -292,9 +354,13 @@ impl Vgic {
             + GICD_TYPER::CPUNumber.val(0)
             + GICD_TYPER::SecurityExtn::CLEAR
             + GICD_TYPER::MBIS::CLEAR
-            + GICD_TYPER::LPIS::CLEAR
+            + GICD_TYPER::LPIS.val(self.its.is_some().into())
             + GICD_TYPER::DVIS::CLEAR
-            + GICD_TYPER::IDbits.val(IDBITS_SPIS)
+            + GICD_TYPER::IDbits.val(if self.its.is_some() {
+                super::its::LPI_ID_BITS - 1
+            } else {
+                IDBITS_SPIS
+            })
             + GICD_TYPER::A3V::SET
             + GICD_TYPER::No1N::CLEAR
             + GICD_TYPER::RSS::SET;
@@ -353,7 +419,7 @@ impl Vgic {
             return 0;
         };
         let last = owner + 1 == self.vcpu_count();
-        let typer = GICR_TYPER::PLPIS::CLEAR
+        let typer = GICR_TYPER::PLPIS.val(self.its.is_some().into())
             + GICR_TYPER::VLPIS::CLEAR
             + GICR_TYPER::DirectLPI::CLEAR
             + GICR_TYPER::Last.val(last.into())

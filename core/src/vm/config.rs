@@ -12,6 +12,8 @@
 //! initrd = "initramfs.cpio.gz"    # optional file in the bundle
 //! bootargs = "console=ttyAMA0"    # optional (default ""): at most 2047 bytes
 //! gic = 3                         # 2 or 3 (default 3)
+//! its = true                      # optional, gic = 3 only: an emulated ITS (MSIs, LPIs); the
+//!                                 #   default is on when the machine's GIC has an ITS
 //! console = true                  # optional: this VM gets console input first; when no VM
 //!                                 #   says true, the first VM not saying false gets it
 //! [vm.layout]                     # optional IPA map overrides (default: VmLayout::qemu_virt)
@@ -88,6 +90,9 @@ pub struct VmConfig {
     pub bootargs: String,
     /// The vGIC's architecture.
     pub gic: GicVersion,
+    /// `its`: an emulated ITS (GICv3 only); `None`: on when the host's GIC has an ITS (the
+    /// shell decides, [`VmConfig::has_its`]).
+    pub its: Option<bool>,
     /// True if this VM receives console input first.
     pub console: bool,
     /// The IPA map; `layout.ram` starts at the configured `ram_base` and is `memory` long.
@@ -342,6 +347,8 @@ pub enum ConfigError {
         /// Free memory in bytes.
         have: u64,
     },
+    /// `its = true` with `gic = 2`.
+    ItsWithGicV2(String),
     /// A vGICv2 on a GICv3 without GICv2 compatibility.
     GicV2Unsupported(String),
     /// A vGICv3 on a GICv2.
@@ -561,6 +568,11 @@ impl fmt::Display for ConfigError {
                     have / MIB
                 )
             }
+            ConfigError::ItsWithGicV2(vm) => write!(
+                f,
+                "VM '{vm}' asks for its = true with gic = 2: an ITS needs a GICv3; use gic = 3 or \
+                 remove its"
+            ),
             ConfigError::GicV2Unsupported(vm) => write!(
                 f,
                 "VM '{vm}' asks for gic = 2, but this machine's GICv3 has no GICv2 compatibility: \
@@ -775,11 +787,20 @@ impl Config {
 }
 
 impl VmConfig {
+    /// Whether the VM gets an ITS on a host whose GIC has (`host_its`) or has no ITS: as
+    /// configured, else when the host has one; never with a vGICv2.
+    pub fn has_its(&self, host_its: bool) -> bool {
+        self.gic == GicVersion::V3 && self.its.unwrap_or(host_its)
+    }
+
     /// The rules of one VM that need only the configuration.
     fn validate(&self) -> Result<(), ConfigError> {
         let vm = || self.name.clone();
         if !valid_name(&self.name) {
             return Err(ConfigError::BadName(vm()));
+        }
+        if self.its == Some(true) && self.gic == GicVersion::V2 {
+            return Err(ConfigError::ItsWithGicV2(vm()));
         }
         if !(1..=MAX_VCPUS).contains(&self.vcpus) {
             return Err(ConfigError::Vcpus {
@@ -956,6 +977,7 @@ struct RawVm {
     bootargs: String,
     #[serde(default = "default_gic")]
     gic: i64,
+    its: Option<bool>,
     console: Option<bool>,
     #[serde(default)]
     layout: RawLayout,
@@ -1176,6 +1198,7 @@ impl RawVm {
             initrd: self.initrd,
             bootargs: self.bootargs,
             gic,
+            its: self.its,
             console: self.console.unwrap_or(false),
             layout,
             passthrough,
@@ -1412,6 +1435,23 @@ irqs = [34]                    # SPI INTIDs (32..1019)
         }
         assert!(msg(&vm("a", "vcpus = 0")).contains("use 1 to 8"));
         assert_eq!(parse(&vm("a", "vcpus = 8")).unwrap().vms[0].vcpus, 8);
+    }
+
+    #[test]
+    fn its_is_for_gic_3_and_defaults_to_the_hosts() {
+        let c = parse(&vm("a", "")).unwrap();
+        assert_eq!(c.vms[0].its, None);
+        assert!(c.vms[0].has_its(true) && !c.vms[0].has_its(false));
+        let c = parse(&vm("a", "its = false")).unwrap();
+        assert!(!c.vms[0].has_its(true));
+        let c = parse(&vm("a", "its = true")).unwrap();
+        assert!(c.vms[0].has_its(false), "emulated even without a host ITS");
+        assert!(!parse(&vm("a", "gic = 2")).unwrap().vms[0].has_its(true));
+        assert_eq!(
+            err(&vm("a", "gic = 2\nits = true")),
+            ConfigError::ItsWithGicV2("a".into())
+        );
+        assert!(msg(&vm("a", "gic = 2\nits = true")).contains("use gic = 3"));
     }
 
     #[test]

@@ -69,6 +69,8 @@ pub enum Device {
     Uart,
     /// The vGICv2's GICC_DIR page (the GICC page itself is the hardware's GICV).
     GiccDir,
+    /// The ITS (vGICv3 with `its`).
+    Its,
 }
 
 impl Device {
@@ -79,6 +81,7 @@ impl Device {
             Device::Gicr => "GICR",
             Device::Uart => "PL011",
             Device::GiccDir => "GICC",
+            Device::Its => "GITS",
         }
     }
 }
@@ -334,6 +337,8 @@ pub trait ExitHw {
     fn kick(&mut self, vm: &Vm, mask: u64);
     /// Writes the guest's console output.
     fn console_out(&mut self, vm: &Vm, bytes: &[u8]);
+    /// The RAM of the VM whose vCPU exited, for the ITS's tables (read only through this).
+    fn guest_ram(&self) -> &dyn crate::mm::GuestRam;
 }
 
 /// Why a VM could not be created.
@@ -381,6 +386,9 @@ fn reset_vgic(
         pri_bits,
     });
     vgic.set_lr_format(lr_format);
+    if config.its == Some(true) {
+        vgic.attach_its(crate::vgic::its::ItsConfig::new(config.vcpus));
+    }
     for dev in &config.passthrough {
         for &irq in &dev.irqs {
             vgic.link_spi(IntId(irq), irq);
@@ -407,6 +415,10 @@ impl Vm {
         if config.gic == GicVersion::V3 {
             bus.insert(layout.gicr_range(config.vcpus), Device::Gicr, "GICR")
                 .map_err(bus_err)?;
+            if vgic.its().is_some() {
+                bus.insert(layout.its_range(), Device::Its, "GITS")
+                    .map_err(bus_err)?;
+            }
         } else {
             bus.insert(layout.gicc_dir_range(), Device::GiccDir, "GICC_DIR")
                 .map_err(bus_err)?;
@@ -637,7 +649,7 @@ impl Vm {
                     (Device::Gicd, GicVersion::V2) => {
                         vgic.gicd_v2_access(vcpu, offset, a.width, value)
                     }
-                    _ => vgic.gicr_access(vcpu, offset, a.width, value),
+                    _ => vgic.gicr_access_lpi(vcpu, offset, a.width, value, hw.guest_ram()),
                 };
                 let kicks = vgic.take_kicks();
                 drop(vgic);
@@ -646,6 +658,22 @@ impl Vm {
                     self.stats.inject(InjectKind::Sgi);
                 }
                 (out.value, out.group)
+            }
+            Device::Its => {
+                let mut vgic = self.vgic.lock();
+                let ram = hw.guest_ram();
+                let raw = match (vgic.its_mut(), value) {
+                    (Some(its), Some(v)) => its.write(offset, a.width, v, ram).then_some(0),
+                    (Some(its), None) => its.read(offset, a.width, ram),
+                    (None, _) => None,
+                };
+                let kicks = vgic.take_kicks();
+                drop(vgic);
+                hw.kick(self, kicks);
+                match raw {
+                    Some(v) => (v, crate::vgic::its::reg_name(offset)),
+                    None => (0, "bad-access"),
+                }
             }
             Device::GiccDir => {
                 // GICC_DIR (EOImode=1 deactivation), 32-bit write-only; the rest of the page is

@@ -26,6 +26,8 @@ pub enum GicDesc {
 #[derive(Clone, Copy, Debug)]
 pub struct Platform {
     pub gic: GicDesc,
+    /// The first ITS's frames (`arm,gic-v3-its`), 0 if there is none.
+    pub its: usize,
     pub uart: usize,
     pub conduit: Conduit,
     pub cpu_count: usize,
@@ -77,6 +79,11 @@ pub fn parse(addr: usize) -> Result<Platform, &'static str> {
     } else {
         return Err("no GICv2 or GICv3 node");
     };
+
+    let its = fdt
+        .find_compatible(&["arm,gic-v3-its"])
+        .and_then(|n| n.reg()?.next())
+        .map_or(0, |r| r.starting_address as usize);
 
     let uart = fdt
         .chosen()
@@ -159,6 +166,7 @@ pub fn parse(addr: usize) -> Result<Platform, &'static str> {
 
     Ok(Platform {
         gic,
+        its,
         uart,
         conduit,
         cpu_count,

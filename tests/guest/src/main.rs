@@ -18,6 +18,7 @@ mod dt;
 mod gic;
 mod hostile;
 mod hw;
+mod its;
 mod rt;
 mod tap;
 

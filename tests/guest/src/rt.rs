@@ -13,6 +13,7 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering
 use crate::dt::{self, MAX_CPUS, Platform};
 use crate::gic::{Gic, Target};
 use crate::hw::{self, Conduit, mrs, msr};
+use crate::its::Its;
 
 /// Stack per CPU.
 pub const STACK_SIZE: usize = 0x10000;
@@ -22,6 +23,9 @@ pub const STACK_SIZE: usize = 0x10000;
 pub struct Stacks([u8; STACK_SIZE * MAX_CPUS]);
 #[unsafe(no_mangle)]
 pub static mut STACKS: Stacks = Stacks([0; STACK_SIZE * MAX_CPUS]);
+
+/// The first LPI: INTIDs 1020..=1023 are special (1023: none pending), 1024..8191 unused.
+pub const LPI_MIN: u32 = 8192;
 
 /// The SGI that wakes a secondary for a job.
 pub const DOORBELL: u32 = 15;
@@ -56,6 +60,7 @@ impl<T> Global<T> {
 
 static PLATFORM: Global<Platform> = Global::new();
 static GIC: Global<Gic> = Global::new();
+static ITS: Global<Result<Its, &'static str>> = Global::new();
 static UART: AtomicUsize = AtomicUsize::new(0);
 
 /// The platform from the DTB.
@@ -66,6 +71,11 @@ pub fn platform() -> &'static Platform {
 /// The GIC.
 pub fn gic() -> &'static Gic {
     GIC.get()
+}
+
+/// The ITS, set up with LPIs on every CPU; `Err` says why there is none.
+pub fn its() -> Result<&'static Its, &'static str> {
+    ITS.get().as_ref().map_err(|e| *e)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -334,7 +344,7 @@ fn irq() {
     let c = me();
     let iar = g.ack();
     let id = g.intid(iar);
-    if id >= 1020 {
+    if (1020..LPI_MIN).contains(&id) {
         c.spurious.fetch_add(1, SeqCst);
         return;
     }
@@ -485,6 +495,11 @@ pub extern "C" fn primary_main(dtb: usize) -> ! {
     let g = gic();
     g.dist_init();
     g.cpu_init();
+    ITS.set(match (p.its, g.version) {
+        (0, _) => Err("no ITS in the device tree"),
+        (_, crate::gic::Version::V2) => Err("an ITS with a GICv2"),
+        (base, _) => Its::new(base, g),
+    });
     CPUS[0].online.store(true, SeqCst);
     CPUS[0].started.store(1, SeqCst);
     for c in 1..p.cpu_count {

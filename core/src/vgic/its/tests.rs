@@ -283,7 +283,7 @@ fn mapti_then_int_makes_the_lpi_pending_on_the_vcpu_of_its_collection() {
     assert_eq!(v.pending_on(2), [8200]);
     assert!(v.pending_on(0).is_empty());
     assert_eq!(v.its.take_kicks(), 1 << 2, "the target vCPU is kicked");
-    let l = v.its.lpi(8200).unwrap();
+    let l = v.its.lpi(8200).unwrap().state;
     assert_eq!(
         (l.priority, l.enabled),
         (0xa0, true),
@@ -484,12 +484,12 @@ fn a_property_table_change_takes_effect_only_after_inv() {
         v.pending_on(0).is_empty(),
         "disabled: kept pending, not delivered"
     );
-    assert!(v.its.lpi(8192).unwrap().pending);
+    assert!(v.its.lpi(8192).unwrap().state.pending_latch);
     v.set_prop(8192, 0x40 | 0b10 | 1);
     v.its.take_kicks();
     v.send(&[ev(cmd::INV, 8, 0)]);
     assert_eq!(v.pending_on(0), [8192]);
-    assert_eq!(v.its.lpi(8192).unwrap().priority, 0x40);
+    assert_eq!(v.its.lpi(8192).unwrap().state.priority, 0x40);
     assert_eq!(v.its.take_kicks(), 1, "enabling a pending LPI kicks");
 }
 
@@ -505,9 +505,9 @@ fn invall_rereads_every_lpi_of_the_collection_and_no_other() {
         v.set_prop(i, 0x10);
     }
     v.send(&[invall(0)]);
-    assert!(!v.its.lpi(8192).unwrap().enabled);
-    assert!(!v.its.lpi(8193).unwrap().enabled);
-    assert!(v.its.lpi(8194).unwrap().enabled, "another collection");
+    assert!(!v.its.lpi(8192).unwrap().state.enabled);
+    assert!(!v.its.lpi(8193).unwrap().state.enabled);
+    assert!(v.its.lpi(8194).unwrap().state.enabled, "another collection");
     v.send(&[invall(20)]);
     assert_eq!(
         v.its.stats.last_error,
@@ -563,7 +563,7 @@ fn a_table_address_outside_the_vm_is_never_read_beyond_it() {
     v.its.set_lpis_enabled(0, false, &v.ram);
     v.its.set_propbaser(0, 0x7_0000_0000 | 15);
     v.send(&[mapti(8, 0, 8192, 0), ev(cmd::INT, 8, 0)]);
-    assert!(!v.its.lpi(8192).unwrap().enabled);
+    assert!(!v.its.lpi(8192).unwrap().state.enabled);
     // A queue outside RAM: each command is unreadable, skipped; the ITS does not stall.
     v.w(GITS_CTLR, 4, 0);
     v.w(GITS_CBASER, 8, BASER_VALID | 0x7_0000_0000);
@@ -750,4 +750,229 @@ fn reset_forgets_every_mapping_and_keeps_the_reserved_tables() {
     assert_eq!(v.its.reserved(), reserved);
     assert_eq!(v.its.read(GITS_CTLR, 4, &v.ram), Some(1 << 31));
     assert!(!v.its.lpis_enabled(0));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Through the vGIC: the redistributors' LPI registers and the list registers.
+
+mod through_the_vgic {
+    use super::*;
+    use crate::platform::GicVersion;
+    use crate::vgic::cpu_if::{CpuIfShadow, hcr};
+    use crate::vgic::lr::{LrFormat, LrState};
+    use crate::vgic::{Vgic, VgicConfig};
+
+    const CFG: VgicConfig = VgicConfig {
+        version: GicVersion::V3,
+        vcpus: 2,
+        spis: 64,
+        lr_count: 4,
+        pri_bits: 5,
+    };
+
+    /// A vGICv3 with an ITS set up as in [`vm`] through its registers (2 vCPUs, ICID n ->
+    /// vCPU n, device 8 with 32 events), the distributor's groups on.
+    struct Gic {
+        g: Vgic,
+        v: Vm,
+    }
+
+    fn gic() -> Gic {
+        let mut g = Vgic::new(&CFG);
+        g.attach_its(ItsConfig::new(2));
+        g.set_group_enables(false, true);
+        let mut v = vm_with(ItsConfig::new(2));
+        // The registers the Vm helper set on its own ITS, now through the redistributors.
+        for c in 0..2u64 {
+            let frame = c * 0x2_0000;
+            let r = &v.ram;
+            g.gicr_access_lpi(0, frame + 0x70, 8, Some(PROP | 15), r);
+            g.gicr_access_lpi(0, frame + 0x78, 8, Some(PEND + c * 0x1_0000), r);
+            g.gicr_access_lpi(0, frame, 4, Some(1), r);
+        }
+        v.next = 0;
+        let mut gic = Gic { g, v };
+        gic.its_w(GITS_BASER, BASER_VALID | DEVTAB | 0xf);
+        gic.its_w(GITS_BASER + 8, BASER_VALID | COLLTAB);
+        gic.its_w(GITS_CBASER, BASER_VALID | QUEUE);
+        gic.its_w(GITS_CTLR, 1);
+        gic.send(&[mapc(0, 0, true), mapc(1, 1, true), mapd(8, 4, true)]);
+        gic
+    }
+
+    impl Gic {
+        fn its_w(&mut self, off: u64, val: u64) {
+            let its = self.g.its_mut().unwrap();
+            assert!(its.write(off, if off == GITS_CTLR { 4 } else { 8 }, val, &self.v.ram));
+        }
+        fn send(&mut self, cmds: &[[u64; 4]]) {
+            // Write the commands with the Vm helper's queue layout, then CWRITER here.
+            for c in cmds {
+                let at = (QUEUE - RAM + self.v.next) as usize;
+                for (i, w) in c.iter().enumerate() {
+                    self.v.ram.bytes[at + 8 * i..at + 8 * i + 8].copy_from_slice(&w.to_le_bytes());
+                }
+                self.v.next = (self.v.next + 32) % 4096;
+            }
+            let n = self.v.next;
+            self.its_w(GITS_CWRITER, n);
+            assert_eq!(self.g.its().unwrap().stats.errors, 0);
+        }
+        fn flush(&mut self, vcpu: usize) -> CpuIfShadow {
+            let mut sh = CpuIfShadow::default();
+            self.g.flush(vcpu, &mut sh);
+            sh
+        }
+    }
+
+    fn lr(sh: &CpuIfShadow, n: usize) -> (u32, LrState) {
+        (
+            LrFormat::V3.vintid(sh.lrs[n]),
+            LrFormat::V3.state(sh.lrs[n]),
+        )
+    }
+
+    fn set(sh: &mut CpuIfShadow, n: usize, pending: bool, active: bool) {
+        sh.lrs[n] = (sh.lrs[n] & !(3 << 62)) | (pending as u64) << 62 | (active as u64) << 63;
+    }
+
+    const PENDING: LrState = LrState {
+        pending: true,
+        active: false,
+    };
+
+    #[test]
+    fn gicd_typer_and_gicr_typer_say_lpis_only_with_an_its() {
+        let mut g = Vgic::new(&CFG);
+        let typer = |g: &mut Vgic| g.gicd_access(0, 4, 4, None).value;
+        assert_eq!(typer(&mut g) >> 17 & 1, 0, "LPIS");
+        assert_eq!((typer(&mut g) >> 19 & 0x1f) + 1, 10, "IDbits");
+        assert_eq!(g.gicr_access(0, 8, 4, None).value & 1, 0, "PLPIS");
+        g.attach_its(ItsConfig::new(2));
+        assert_eq!(typer(&mut g) >> 17 & 1, 1, "LPIS");
+        assert_eq!((typer(&mut g) >> 19 & 0x1f) + 1, 16, "IDbits");
+        assert_eq!(g.gicr_access(0, 8, 4, None).value & 1, 1, "PLPIS");
+    }
+
+    #[test]
+    fn gicr_ctlr_enable_lpis_reads_back_and_ces_says_it_can_be_cleared() {
+        let mut gic = gic();
+        let ram = &gic.v.ram;
+        let ctlr = |g: &mut Vgic, w| g.gicr_access_lpi(0, 0x2_0000, 4, w, ram);
+        assert_eq!(ctlr(&mut gic.g, None).value, 0b11);
+        ctlr(&mut gic.g, Some(0));
+        assert_eq!(ctlr(&mut gic.g, None).value, 0b10);
+        assert!(
+            gic.g.its().unwrap().lpis_enabled(0),
+            "only vCPU 1's frame changed"
+        );
+    }
+
+    #[test]
+    fn an_lpi_goes_into_a_list_register_as_group_1_at_its_property_priority() {
+        let mut gic = gic();
+        gic.send(&[mapti(8, 0, 8192, 1), ev(cmd::INT, 8, 0)]);
+        assert_eq!(gic.g.take_kicks(), 0, "vCPU 1 is not running: no kick");
+        assert_eq!(gic.flush(0).used, 0);
+        let sh = gic.flush(1);
+        assert_eq!(lr(&sh, 0), (8192, PENDING));
+        let raw = sh.lrs[0];
+        assert_eq!(raw >> 60 & 1, 1, "Group 1");
+        assert_eq!(raw >> 48 & 0xff, 0xa0, "priority from the property byte");
+        assert_eq!(raw >> 61 & 1, 0, "never HW");
+        assert!(
+            !gic.g.its().unwrap().lpi(8192).unwrap().state.pending_latch,
+            "the pending state moved into the LR"
+        );
+    }
+
+    #[test]
+    fn an_lpi_the_guest_did_not_take_goes_back_pending_at_fold() {
+        let mut gic = gic();
+        gic.send(&[mapti(8, 0, 8192, 0), ev(cmd::INT, 8, 0)]);
+        let sh = gic.flush(0);
+        gic.g.fold(0, &sh);
+        assert!(gic.g.its().unwrap().lpi(8192).unwrap().state.pending_latch);
+        assert_eq!(lr(&gic.flush(0), 0), (8192, PENDING));
+    }
+
+    #[test]
+    fn an_acknowledged_lpi_stays_in_the_list_registers_until_the_guest_completes_it() {
+        let mut gic = gic();
+        gic.send(&[mapti(8, 0, 8192, 0), ev(cmd::INT, 8, 0)]);
+        let mut sh = gic.flush(0);
+        set(&mut sh, 0, false, true); // acknowledged
+        gic.g.fold(0, &sh);
+        // A new event meanwhile: active and pending, as any edge interrupt.
+        gic.send(&[ev(cmd::INT, 8, 0)]);
+        let mut sh = gic.flush(0);
+        assert_eq!(lr(&sh, 0).0, 8192);
+        assert!(
+            lr(&sh, 0).1.active,
+            "still active: the guest's EOI needs this LR"
+        );
+        set(&mut sh, 0, true, false); // completed; the new instance waits in the LR
+        gic.g.fold(0, &sh);
+        let mut sh = gic.flush(0);
+        assert_eq!(lr(&sh, 0), (8192, PENDING));
+        set(&mut sh, 0, false, false); // taken and completed
+        gic.g.fold(0, &sh);
+        assert_eq!(gic.flush(0).used, 0);
+        assert_eq!(sh.hcr & hcr::EN, hcr::EN);
+    }
+
+    #[test]
+    fn an_lpi_is_delivered_only_while_the_distributors_group_1_is_enabled() {
+        let mut gic = gic();
+        gic.send(&[mapti(8, 0, 8192, 0), ev(cmd::INT, 8, 0)]);
+        gic.g.set_group_enables(false, false);
+        assert_eq!(gic.flush(0).used, 0);
+        gic.g.set_group_enables(false, true);
+        assert_eq!(lr(&gic.flush(0), 0), (8192, PENDING));
+    }
+
+    #[test]
+    fn clear_of_an_lpi_waiting_in_a_list_register_is_applied_at_the_fold() {
+        let mut gic = gic();
+        gic.send(&[mapti(8, 0, 8192, 0), ev(cmd::INT, 8, 0)]);
+        let sh = gic.flush(0);
+        gic.send(&[ev(cmd::CLEAR, 8, 0)]);
+        assert_eq!(gic.g.take_kicks(), 1, "the vCPU holding it is kicked");
+        gic.g.fold(0, &sh); // the LR still says pending
+        assert_eq!(gic.flush(0).used, 0, "cleared");
+    }
+
+    #[test]
+    fn movi_of_an_lpi_waiting_in_a_list_register_moves_it_at_the_fold() {
+        let mut gic = gic();
+        gic.send(&[mapti(8, 0, 8192, 0), ev(cmd::INT, 8, 0)]);
+        let sh = gic.flush(0);
+        gic.send(&[movi(8, 0, 1)]);
+        assert_eq!(gic.g.take_kicks() & 1, 1, "the vCPU holding it is kicked");
+        gic.g.fold(0, &sh);
+        assert_eq!(gic.flush(0).used, 0);
+        assert_eq!(lr(&gic.flush(1), 0), (8192, PENDING));
+    }
+
+    #[test]
+    fn many_lpis_overflow_the_list_registers_and_all_are_delivered_once() {
+        let mut gic = gic();
+        let mut cmds = Vec::new();
+        for e in 0..16 {
+            cmds.push(mapti(8, e, 8192 + e, 0));
+            cmds.push(ev(cmd::INT, 8, e));
+        }
+        gic.send(&cmds);
+        let mut seen = Vec::new();
+        for _ in 0..10 {
+            let mut sh = gic.flush(0);
+            for n in 0..sh.used {
+                seen.push(lr(&sh, n).0);
+                set(&mut sh, n, false, false);
+            }
+            gic.g.fold(0, &sh);
+        }
+        seen.sort();
+        assert_eq!(seen, (8192..8208).collect::<Vec<_>>());
+    }
 }

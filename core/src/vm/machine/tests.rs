@@ -42,7 +42,16 @@ impl ExitHw for FakeHw {
         assert_no_vm_lock_held(vm, "console_out");
         self.out.extend_from_slice(bytes);
     }
+    fn guest_ram(&self) -> &dyn crate::mm::GuestRam {
+        &GUEST_RAM
+    }
 }
+
+/// 64 KiB of zeroed guest RAM at the default RAM base.
+static GUEST_RAM: crate::mm::SliceRam<'static> = crate::mm::SliceRam {
+    base: 0x4000_0000,
+    bytes: &[0; 0x1_0000],
+};
 
 /// The lock-order rule (module head): no VM lock is held across a call into the shell. Every
 /// test below, the randomized hostile guests included, checks it on every `ExitHw` call.

@@ -10,6 +10,7 @@
 mod deliver;
 mod dist;
 mod hyp;
+mod its;
 mod psci;
 pub mod timer;
 
@@ -109,7 +110,7 @@ pub fn drain() -> u32 {
     let mut n = 0;
     for _ in 0..256 {
         let iar = g.ack();
-        if g.intid(iar) >= 1020 {
+        if (1020..rt::LPI_MIN).contains(&g.intid(iar)) {
             break;
         }
         g.eoi(iar);
@@ -129,7 +130,7 @@ pub fn poll(want: usize, out: &mut [u32]) -> usize {
     let end = hw::now() + pos();
     while n < want && n < out.len() && hw::now() < end {
         let iar = g.ack();
-        if g.intid(iar) >= 1020 {
+        if (1020..rt::LPI_MIN).contains(&g.intid(iar)) {
             continue;
         }
         out[n] = iar;
@@ -253,6 +254,7 @@ pub fn run() {
         deliver::CASES,
         timer::CASES,
         psci::CASES,
+        its::CASES,
         hyp::CASES,
     ] {
         for c in list {
