@@ -21,10 +21,14 @@ banner() { # name gic cpu gicname extra...
 		--expect "no VM bundle: the boot loader loaded no initrd"
 }
 banner virt-gicv2-a72 2 cortex-a72 GICv2
-banner virt-gicv3-a72 3 cortex-a72 GICv3 --expect "GIC: maintenance interrupt INTID 25"
-banner virt-gicv3-max 3 max GICv3
-banner virt-gicv4-a72 4 cortex-a72 GICv4 --expect "direct vLPI injection yes"
-banner virt-gicv4-max 4 max GICv4
+# On GICv3/v4 exitless owns the ITS: tables, one collection per redistributor, and a self-test
+# that raises an LPI with INT and takes it at EL2.
+ITSLINE="ITS at 0x8080000: device table for 65536 IDs .*4 collections mapped .*LPIs work \\(LPI 8192 taken"
+banner virt-gicv3-a72 3 cortex-a72 GICv3 --expect "GIC: maintenance interrupt INTID 25" \
+	--expect "$ITSLINE"
+banner virt-gicv3-max 3 max GICv3 --expect "$ITSLINE"
+banner virt-gicv4-a72 4 cortex-a72 GICv4 --expect "direct vLPI injection yes" --expect "$ITSLINE"
+banner virt-gicv4-max 4 max GICv4 --expect "$ITSLINE"
 
 # Raspberry Pi 4 under QEMU 10: loaded at 0x200000, GIC-400 with 4 LRs, three secondaries
 # released from the spin-table, powered off through the PM watchdog.
@@ -84,8 +88,10 @@ linux() {
 }
 V3LINE="GICv3: CPU1: found redistributor 1 region 0:0x00000000080c0000"
 V2LINE=" 11: +[0-9]+ +[0-9]+ +GIC-0 +27 Level +arch_timer"
-linux linux-gicv3-a72 linux-test 2 "$V3LINE" --smp 4 --cpu cortex-a72
-linux linux-gicv3-max linux-test 2 "$V3LINE" --smp 4 --cpu max
+# Linux finds the VM's emulated ITS and sets up its tables through it.
+V3ITS="ITS@0x0000000008080000: allocated [0-9]+ Devices"
+linux linux-gicv3-a72 linux-test 2 "$V3LINE" --smp 4 --cpu cortex-a72 --expect "$V3ITS"
+linux linux-gicv3-max linux-test 2 "$V3LINE" --smp 4 --cpu max --expect "$V3ITS"
 # A device passed through: QEMU virt's PL031 RTC, its alarm SPI linked to the guest's. The
 # guest then routes it to CPU 1 (GICD_IROUTER); the physical SPI must follow, so that no alarm
 # is taken on vCPU 0's CPU and forwarded with a kick.

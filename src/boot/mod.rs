@@ -197,6 +197,14 @@ extern "C" fn primary_main(dtb_pa: u64, el: u64, load: u64) -> ! {
     if let Some(m) = info.gic.as_ref().and_then(|g| g.maintenance()) {
         log::info!("GIC: maintenance interrupt INTID {}", m.intid);
     }
+    if let gic::Gic::V3(v3) = g
+        && !v3.its_frames().is_empty()
+    {
+        match crate::drivers::its::init(v3) {
+            Ok(line) => log::info!("{line}"),
+            Err(e) => log::warn!("{e}: exitless does not use the ITS (the VMs' ITS is emulated)"),
+        }
+    }
     if let Some(c) = info.psci {
         let (major, minor) = psci::version(c).unwrap_or((0, 0));
         log::info!("PSCI {major}.{minor} over {c:?}");

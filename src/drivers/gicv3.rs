@@ -50,11 +50,11 @@ register_structs! {
     /// A redistributor's RD_base frame (IHI 0069H 12.10).
     #[allow(non_snake_case)]
     pub GicrRdRegs {
-        (0x0000 => CTLR: ReadWrite<u32>),
-        (0x0004 => IIDR: ReadOnly<u32>),
-        (0x0008 => TYPER: ReadOnly<u64>),
+        (0x0000 => pub CTLR: ReadWrite<u32>),
+        (0x0004 => pub IIDR: ReadOnly<u32>),
+        (0x0008 => pub TYPER: ReadOnly<u64>),
         (0x0010 => _reserved0),
-        (0x0014 => WAKER: ReadWrite<u32>),
+        (0x0014 => pub WAKER: ReadWrite<u32>),
         (0x0018 => @END),
     }
 }
@@ -86,13 +86,31 @@ register_structs! {
 }
 
 register_structs! {
-    /// The ITS control frame's identification registers (IHI 0069H 12.19).
+    /// The ITS control frame (IHI 0069H 12.19).
     #[allow(non_snake_case)]
     pub GitsRegs {
-        (0x0000 => CTLR: ReadWrite<u32>),
-        (0x0004 => IIDR: ReadOnly<u32>),
-        (0x0008 => TYPER: ReadOnly<u64>),
-        (0x0010 => @END),
+        (0x0000 => pub CTLR: ReadWrite<u32>),
+        (0x0004 => pub IIDR: ReadOnly<u32>),
+        (0x0008 => pub TYPER: ReadOnly<u64>),
+        (0x0010 => _reserved0),
+        (0x0080 => pub CBASER: ReadWrite<u64>),
+        (0x0088 => pub CWRITER: ReadWrite<u64>),
+        (0x0090 => pub CREADR: ReadWrite<u64>),
+        (0x0098 => _reserved1),
+        (0x0100 => pub BASER: [ReadWrite<u64>; 8]),
+        (0x0140 => @END),
+    }
+}
+
+register_structs! {
+    /// A redistributor's LPI registers in its RD_base frame (IHI 0069H 12.10).
+    #[allow(non_snake_case)]
+    pub GicrLpiRegs {
+        (0x0000 => pub CTLR: ReadWrite<u32>),
+        (0x0004 => _reserved0),
+        (0x0070 => pub PROPBASER: ReadWrite<u64>),
+        (0x0078 => pub PENDBASER: ReadWrite<u64>),
+        (0x0080 => @END),
     }
 }
 
@@ -168,6 +186,11 @@ impl GicV3 {
         log::warn!("GICD_CTLR.RWP stuck at 1");
     }
 
+    /// The ITS frames the device tree lists.
+    pub fn its_frames(&self) -> &[exitless_core::mm::MemRange] {
+        &self.info.its
+    }
+
     /// Number of interrupt IDs the distributor implements.
     pub fn irq_count(&self) -> usize {
         (32 * ((self.gicd.TYPER.get() & 0x1f) as usize + 1)).min(1020)
@@ -203,7 +226,8 @@ impl GicV3 {
     }
 
     /// Visits every redistributor frame (RD_base address and GICR_TYPER).
-    fn for_each_redist(&self, mut f: impl FnMut(usize, u64) -> bool) {
+    /// Calls `f(RD_base, GICR_TYPER)` for every redistributor frame until it returns true.
+    pub fn for_each_redist(&self, mut f: impl FnMut(usize, u64) -> bool) {
         for region in &self.info.redist_regions {
             let mut base = region.start as usize;
             while base + GICR_STRIDE_V3 <= region.end as usize {
@@ -228,7 +252,7 @@ impl GicV3 {
     }
 
     /// The RD_base of the running CPU's redistributor.
-    fn my_redist(&self) -> Option<usize> {
+    pub fn my_redist(&self) -> Option<usize> {
         let want = gic::mpidr_to_gicr_affinity(arch::mpidr());
         let mut found = None;
         self.for_each_redist(|base, typer| {

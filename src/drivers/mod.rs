@@ -9,5 +9,6 @@ pub mod console;
 pub mod gic;
 pub mod gicv2;
 pub mod gicv3;
+pub mod its;
 pub mod mmio;
 pub mod pl011;

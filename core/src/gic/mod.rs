@@ -7,6 +7,8 @@
 //!
 //! Invariant: pure decoding of values the shell read; every field here is named after the spec.
 
+pub mod its;
+
 use core::fmt;
 
 use tock_registers::LocalRegisterCopy;

@@ -1,0 +1,400 @@
+//! The physical ITS, owned by exitless (GICv3/v4 hosts): its device and collection tables, its
+//! command queue, the LPI property and pending tables of every redistributor, one collection
+//! per redistributor, and a self-test at boot that maps an event, raises it with INT and takes
+//! the LPI at EL2. Every decision (table sizes, command encodings, ring arithmetic) is the
+//! core's `exitless_core::gic::its`; this module allocates, writes registers and waits.
+//!
+//! Spec: IHI 0069H 5.1 (LPIs and their tables), 5.2-5.3 (the ITS), 12.19 (GITS_*), 12.10-12.11
+//! (GICR_CTLR.EnableLPIs, GICR_PROPBASER, GICR_PENDBASER). Linux `irq-gic-v3-its.c` does the
+//! same set-up (`its_probe_one`, `its_alloc_tables`, `its_cpu_init_lpis`).
+//!
+//! Invariants: every wait is bounded ([`CMD_TIMEOUT_US`]): an ITS that does not take a command,
+//! or reports Stalled, is reported by name and no longer used, never waited on for ever. The
+//! tables are hypervisor memory no guest maps (a guest never reaches the physical ITS's
+//! translation frame either: it is not in any stage 2).
+
+use alloc::alloc::{Layout, alloc_zeroed};
+use alloc::format;
+use alloc::string::String;
+use core::fmt::Write;
+
+use spin::{Mutex, Once};
+use tock_registers::interfaces::{Readable, Writeable};
+
+use super::gicv3::{GicV3, GicrLpiRegs, GitsRegs, cpuif};
+use super::mmio::MmioRef;
+use crate::arch::{cache, timer};
+use exitless_core::gic::its::{
+    self as core_its, CREADR_STALLED, CmdRing, Command, TableType, baser, plan_table,
+};
+
+/// Longest wait for the ITS to take a command, in microseconds.
+pub const CMD_TIMEOUT_US: u64 = 100_000;
+/// LPI ID bits exitless's property table covers: INTIDs below 2^14, 8192 LPIs.
+const LPI_ID_BITS: u64 = 14;
+/// The LPI the self-test raises.
+const SELF_TEST_LPI: u32 = 8192;
+/// Command queue: 16 pages of 4 KiB, 2048 commands.
+const QUEUE_BYTES: u64 = 16 * 4096;
+/// DeviceIDs the device table covers: a PCI segment's requester IDs.
+const DEVICE_IDS: u64 = 1 << 16;
+/// Property byte of a disabled LPI at exitless's priority (bit 1 is RES1, as Linux writes it).
+const PROP_DISABLED: u8 = 0xa0 | 0b10;
+const PROP_ENABLED: u8 = PROP_DISABLED | 1;
+/// GICR_CTLR.EnableLPIs; GICR_CTLR.RWP.
+const GICR_CTLR_ENABLE_LPIS: u32 = 1;
+const GICR_CTLR_RWP: u32 = 1 << 3;
+/// GICR_PENDBASER.PTZ.
+const PENDBASER_PTZ: u64 = 1 << 62;
+
+/// The ITS exitless drives, once set up.
+pub struct Its {
+    regs: MmioRef<GitsRegs>,
+    /// The control frame's address (for messages).
+    pub base: u64,
+    ring: Mutex<CmdRing>,
+    queue: u64,
+    /// Commands and tables must be cleaned to memory (the ITS reads them non-shareable).
+    flush: bool,
+    /// RDbase of the boot CPU's redistributor in commands.
+    boot_rdbase: u64,
+    /// The property table.
+    prop: u64,
+}
+
+static ITS: Once<Its> = Once::new();
+
+/// Zeroed heap memory, `align`-aligned (a power of two); its physical address (identity map).
+fn alloc_table(bytes: u64, align: u64) -> Result<u64, String> {
+    let layout = Layout::from_size_align(bytes as usize, align as usize)
+        .map_err(|_| format!("bad table layout ({bytes} bytes, {align} alignment)"))?;
+    // SAFETY: `layout` has a non-zero size (every caller asks for at least one page); the result
+    // is checked for null. The memory is never freed: the ITS owns it for the whole run.
+    let p = unsafe { alloc_zeroed(layout) };
+    if p.is_null() {
+        return Err(format!("no {} KiB of heap for an ITS table", bytes / 1024));
+    }
+    cache::clean_invalidate(p as u64, bytes);
+    Ok(p as u64)
+}
+
+/// Sets up the first ITS of `gic` and LPIs on every redistributor, and runs the self-test.
+/// Returns the banner line; `Err` says why the ITS is not used (the VMs' emulated ITS does not
+/// need it).
+pub fn init(gic: &GicV3) -> Result<String, String> {
+    let frame = *gic
+        .its_frames()
+        .first()
+        .ok_or("no ITS in the device tree")?;
+    // SAFETY: the ITS frames come from the device tree and are mapped as device memory by the
+    // EL2 tables (`GicV3::new`'s contract); only this driver touches them.
+    let regs: MmioRef<GitsRegs> = unsafe { MmioRef::new(frame.start as usize) };
+    let typer = regs.TYPER.get();
+    if typer & 1 == 0 {
+        return Err(format!(
+            "ITS at {:#x}: no physical LPIs (GITS_TYPER.Physical = 0)",
+            frame.start
+        ));
+    }
+    // Off, and quiescent, before its tables change.
+    regs.CTLR.set(regs.CTLR.get() & !1);
+    if !wait_us(CMD_TIMEOUT_US, || regs.CTLR.get() & (1 << 31) != 0) {
+        return Err(format!(
+            "ITS at {:#x}: not quiescent after it was disabled",
+            frame.start
+        ));
+    }
+    let mut line = format!("ITS at {:#x}:", frame.start);
+    let mut flush = false;
+    for n in 0..8 {
+        let r = &regs.BASER[n];
+        let read = r.get();
+        let ty = TableType::of(read);
+        if matches!(ty, TableType::None | TableType::Vpe | TableType::Other(_)) {
+            continue;
+        }
+        // Ask for 64 KiB pages and two levels; keep what the ITS accepts.
+        r.set((read & !(3 << 8)) | 2 << 8 | baser::INDIRECT);
+        let probe = r.get();
+        let page = core_its::page_bytes(probe);
+        let entry = core_its::entry_bytes(probe);
+        let indirect_ok = ty == TableType::Device && probe & baser::INDIRECT != 0;
+        let ids = match ty {
+            TableType::Device => DEVICE_IDS.min(1 << (((typer >> 13) & 0x1f) + 1)),
+            _ => 64,
+        };
+        let plan = plan_table(ids, entry, page, 1 << 20, indirect_ok);
+        let pa = alloc_table(plan.bytes(), plan.page)?;
+        r.set(plan.baser(probe, pa));
+        let back = r.get();
+        flush |= back & baser::SHAREABILITY == 0;
+        let _ = write!(
+            line,
+            " {} table for {} IDs ({}, {} KiB, {entry}-byte entries),",
+            if ty == TableType::Device {
+                "device"
+            } else {
+                "collection"
+            },
+            plan.ids,
+            if plan.indirect { "two levels" } else { "flat" },
+            plan.bytes() / 1024
+        );
+    }
+    let queue = alloc_table(QUEUE_BYTES, 64 << 10)?;
+    regs.CBASER.set(
+        baser::VALID
+            | baser::INNER_WAWB
+            | baser::INNER_SHAREABLE
+            | queue
+            | (QUEUE_BYTES / 4096 - 1),
+    );
+    flush |= regs.CBASER.get() & baser::SHAREABILITY == 0;
+    regs.CWRITER.set(0);
+    regs.CTLR.set(regs.CTLR.get() | 1);
+
+    // LPIs on every redistributor: one property table, a pending table each.
+    let prop = alloc_table(1 << (LPI_ID_BITS - 1), 4096)?;
+    fill_prop(prop, PROP_DISABLED);
+    cache::clean_invalidate(prop, 1 << (LPI_ID_BITS - 1));
+    let pend_bytes = (1u64 << LPI_ID_BITS) / 8;
+    let pta = typer >> 19 & 1 != 0;
+    let mut err = None;
+    let mut redists = 0;
+    let mut icids = heapless::Vec::<(u16, u64), 64>::new();
+    gic.for_each_redist(|rd_base, rd_typer| {
+        // SAFETY: `rd_base` is a redistributor frame of the mapped GIC regions.
+        let rd: MmioRef<GicrLpiRegs> = unsafe { MmioRef::new(rd_base) };
+        if rd.CTLR.get() & GICR_CTLR_ENABLE_LPIS != 0 {
+            rd.CTLR.set(rd.CTLR.get() & !GICR_CTLR_ENABLE_LPIS);
+            wait_us(CMD_TIMEOUT_US, || rd.CTLR.get() & GICR_CTLR_RWP == 0);
+            if rd.CTLR.get() & GICR_CTLR_ENABLE_LPIS != 0 {
+                err = Some(format!(
+                    "redistributor at {rd_base:#x} has LPIs on already and cannot turn them off"
+                ));
+                return true;
+            }
+        }
+        let pend = match alloc_table(pend_bytes, 64 << 10) {
+            Ok(p) => p,
+            Err(e) => {
+                err = Some(e);
+                return true;
+            }
+        };
+        rd.PROPBASER
+            .set(prop | baser::INNER_WAWB | baser::INNER_SHAREABLE | (LPI_ID_BITS - 1));
+        rd.PENDBASER
+            .set(pend | baser::INNER_WAWB | baser::INNER_SHAREABLE | PENDBASER_PTZ);
+        rd.CTLR.set(rd.CTLR.get() | GICR_CTLR_ENABLE_LPIS);
+        let proc_num = rd_typer >> 8 & 0xffff;
+        let rdbase = if pta { rd_base as u64 >> 16 } else { proc_num };
+        let _ = icids.push((proc_num as u16, rdbase));
+        redists += 1;
+        false
+    });
+    if let Some(e) = err {
+        return Err(format!("{line} {e}"));
+    }
+    let my_rd = gic.my_redist().ok_or("the boot CPU has no redistributor")?;
+    // SAFETY: as above.
+    let my_typer = unsafe { MmioRef::<super::gicv3::GicrRdRegs>::new(my_rd) }
+        .TYPER
+        .get();
+    let boot_rdbase = if pta {
+        my_rd as u64 >> 16
+    } else {
+        my_typer >> 8 & 0xffff
+    };
+    let its = ITS.call_once(|| Its {
+        regs,
+        base: frame.start,
+        ring: Mutex::new(CmdRing::new(QUEUE_BYTES)),
+        queue,
+        flush,
+        boot_rdbase,
+        prop,
+    });
+    for &(icid, rdbase) in &icids {
+        its.send(&[Command::Mapc {
+            icid,
+            rdbase,
+            valid: true,
+        }])?;
+    }
+    let _ = write!(
+        line,
+        " {} KiB command queue, {redists} collections mapped (one per redistributor), LPIs \
+         8192-{}",
+        QUEUE_BYTES / 1024,
+        (1u32 << LPI_ID_BITS) - 1
+    );
+    match its.self_test(my_typer >> 8 & 0xffff) {
+        Ok(us) => {
+            let _ = write!(
+                line,
+                "; LPIs work (LPI {SELF_TEST_LPI} taken {us} us after INT)"
+            );
+            Ok(line)
+        }
+        Err(e) => Err(format!("{line}; LPIs do not work: {e}")),
+    }
+}
+
+fn fill_prop(prop: u64, byte: u8) {
+    // SAFETY: `prop` is the property table this module allocated, 2^(LPI_ID_BITS-1) bytes.
+    unsafe { core::ptr::write_bytes(prop as *mut u8, byte, 1 << (LPI_ID_BITS - 1)) };
+}
+
+/// Spins until `f` holds or `us` microseconds pass; true if it held.
+fn wait_us(us: u64, mut f: impl FnMut() -> bool) -> bool {
+    let end = timer::ticks() + us * timer::frequency() / 1_000_000;
+    loop {
+        if f() {
+            return true;
+        }
+        if timer::ticks() > end {
+            return f();
+        }
+        core::hint::spin_loop();
+    }
+}
+
+impl Its {
+    /// Sends `cmds` and waits until the ITS has read them all (a SYNC the caller adds makes
+    /// their effects visible too). `Err` names the command the ITS did not take.
+    pub fn send(&self, cmds: &[Command]) -> Result<(), String> {
+        let mut ring = self.ring.lock();
+        for c in cmds {
+            let creadr = self.regs.CREADR.get();
+            let at = match ring.push(creadr) {
+                Some(at) => at,
+                None => {
+                    // Full: wait for room, bounded.
+                    if !wait_us(CMD_TIMEOUT_US, || ring.free(self.regs.CREADR.get()) > 0) {
+                        return Err(self.stuck(c));
+                    }
+                    ring.push(self.regs.CREADR.get())
+                        .ok_or_else(|| self.stuck(c))?
+                }
+            };
+            let slot = self.queue + at;
+            for (i, w) in c.encode().iter().enumerate() {
+                // SAFETY: `slot` is a 32-byte command slot inside the queue this module
+                // allocated; the ITS reads it only once CWRITER moves past it.
+                unsafe { core::ptr::write_volatile((slot + 8 * i as u64) as *mut u64, *w) };
+            }
+            if self.flush {
+                cache::clean_invalidate(slot, 32);
+            }
+        }
+        // SAFETY: a barrier: the commands are in memory before the ITS is told.
+        unsafe { core::arch::asm!("dsb ishst", options(nostack, preserves_flags)) };
+        self.regs.CWRITER.set(ring.cwriter);
+        let last = cmds.last();
+        if !wait_us(CMD_TIMEOUT_US, || {
+            let r = self.regs.CREADR.get();
+            ring.done(r) || r & CREADR_STALLED != 0
+        }) || self.regs.CREADR.get() & CREADR_STALLED != 0
+        {
+            return Err(last.map_or_else(|| "nothing".into(), |c| self.stuck(c)));
+        }
+        Ok(())
+    }
+
+    fn stuck(&self, c: &Command) -> String {
+        let r = self.regs.CREADR.get();
+        format!(
+            "ITS at {:#x} did not take {c:?} within {} ms (GITS_CREADR {r:#x}{})",
+            self.base,
+            CMD_TIMEOUT_US / 1000,
+            if r & CREADR_STALLED != 0 {
+                ", Stalled"
+            } else {
+                ""
+            }
+        )
+    }
+
+    /// Sets an LPI's property byte (enable and priority) and makes the ITS read it again.
+    fn set_lpi(&self, intid: u32, on: bool, dev: u32, event: u32) -> Result<(), String> {
+        let at = self.prop + (intid - 8192) as u64;
+        // SAFETY: `at` is inside the property table (INTIDs below 2^LPI_ID_BITS).
+        unsafe {
+            core::ptr::write_volatile(at as *mut u8, if on { PROP_ENABLED } else { PROP_DISABLED })
+        };
+        cache::clean_invalidate(at, 1);
+        self.send(&[
+            Command::Inv { dev, event },
+            Command::Sync {
+                rdbase: self.boot_rdbase,
+            },
+        ])
+    }
+
+    /// Maps DeviceID 0's event 0 to [`SELF_TEST_LPI`] on the boot CPU's collection, raises it
+    /// with INT and takes it at EL2 (interrupts masked: polled with ICC_IAR1_EL1); then unmaps
+    /// it. The time it took, in microseconds.
+    fn self_test(&self, icid: u64) -> Result<u64, String> {
+        let itt = alloc_table(4096, 4096)?;
+        self.send(&[
+            Command::Mapd {
+                dev: 0,
+                event_bits: 1,
+                itt,
+                valid: true,
+            },
+            Command::Mapti {
+                dev: 0,
+                event: 0,
+                intid: SELF_TEST_LPI,
+                icid: icid as u16,
+            },
+            Command::Sync {
+                rdbase: self.boot_rdbase,
+            },
+        ])?;
+        self.set_lpi(SELF_TEST_LPI, true, 0, 0)?;
+        let t0 = timer::ticks();
+        self.send(&[
+            Command::Int { dev: 0, event: 0 },
+            Command::Sync {
+                rdbase: self.boot_rdbase,
+            },
+        ])?;
+        let mut got = None;
+        wait_us(CMD_TIMEOUT_US, || {
+            let id = cpuif::ack();
+            if id >= 1020 && id < 8192 {
+                return false;
+            }
+            cpuif::eoi(id);
+            if id != SELF_TEST_LPI {
+                cpuif::deactivate(id);
+                return false;
+            }
+            got = Some(timer::ticks());
+            true
+        });
+        self.set_lpi(SELF_TEST_LPI, false, 0, 0)?;
+        self.send(&[
+            Command::Discard { dev: 0, event: 0 },
+            Command::Mapd {
+                dev: 0,
+                event_bits: 1,
+                itt: 0,
+                valid: false,
+            },
+            Command::Sync {
+                rdbase: self.boot_rdbase,
+            },
+        ])?;
+        let t = got.ok_or_else(|| {
+            format!(
+                "INT of LPI {SELF_TEST_LPI} was not taken within {} ms",
+                CMD_TIMEOUT_US / 1000
+            )
+        })?;
+        Ok((t - t0) * 1_000_000 / timer::frequency().max(1))
+    }
+}
