@@ -365,7 +365,7 @@ impl Its {
         let mut got = None;
         wait_us(CMD_TIMEOUT_US, || {
             let id = cpuif::ack();
-            if id >= 1020 && id < 8192 {
+            if (1020..8192).contains(&id) {
                 return false;
             }
             cpuif::eoi(id);
