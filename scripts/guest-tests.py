@@ -50,7 +50,7 @@ memory = "256M"
 kernel = "guest.bin"
 gic = {vgic}
 bootargs = "{bootargs}"
-"""
+{pci}"""
 
 
 HOSTILE_CONFIG = """# Written by scripts/guest-tests.py: the conformance guest (the victim) beside the hostile
@@ -91,7 +91,9 @@ def make_bundle(gic, bootargs=""):
     os.makedirs(d, exist_ok=True)
     cfg = os.path.join(d, f"gicv{gic}{'-bench' if bootargs else ''}.toml")
     with open(cfg, "w") as f:
-        f.write(BUNDLE_CONFIG.format(vgic=min(gic, 3), bootargs=bootargs))
+        # On GICv3 and GICv4 hosts the VM owns the PCIe bridge with QEMU's `edu` device.
+        pci = "pci = true\n" if gic >= 3 else ""
+        f.write(BUNDLE_CONFIG.format(vgic=min(gic, 3), bootargs=bootargs, pci=pci))
     cpio = cfg[:-5] + ".cpio"
     subprocess.run([sys.executable, MKBUNDLE, cpio, cfg, GUEST], check=True)
     return cpio
@@ -121,7 +123,7 @@ def native_args(gic, append=None, icount=False):
         a += ["--append", append]
     if icount:
         a += ["--icount"]
-    return a
+    return a + EDU
 
 
 def virt_args(gic, bundle, icount=False):
@@ -129,7 +131,12 @@ def virt_args(gic, bundle, icount=False):
          "--initrd", bundle]
     if icount:
         a += ["--icount"]
-    return a
+    return a + EDU
+
+
+# QEMU's `edu` PCI device (an MSI per write to BAR0 + 0x60): the `pci` cases drive it, natively
+# and in a VM that owns the PCIe bridge.
+EDU = ["--", "-device", "edu"]
 
 
 class Tap:

@@ -362,6 +362,7 @@ fn limits() -> HostLimits<'static> {
         gicv2_compat: true,
         ipa_bits: 40,
         owned: &[],
+        pci_bridge: true,
     }
 }
 

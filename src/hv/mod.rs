@@ -168,6 +168,7 @@ pub fn start(
         gicv2_compat: matches!(&info.gic, Some(GicInfo::V3(g)) if g.v2_compat.is_some()),
         ipa_bits,
         owned: &owned,
+        pci_bridge: info.pci.is_some(),
     };
     if let Err(e) = config
         .check(&limits)
@@ -185,6 +186,19 @@ pub fn start(
         isar2: arch::vcpu::read_id_reg(exitless_core::trap::esr::SysRegId::new(3, 0, 0, 6, 2)),
         mmfr1: arch::vcpu::read_id_reg(exitless_core::trap::esr::SysRegId::new(3, 0, 0, 7, 1)),
     };
+    // The VM that owns the PCIe bridge gets its ECAM and windows mapped 1:1 and its INTx SPIs
+    // linked, as any passed-through device (the device tree node is the bridge's own).
+    let mut config = config;
+    if let Some(host) = &info.pci {
+        for vc in config.vms.iter_mut().filter(|vc| vc.pci) {
+            vc.passthrough.push(exitless_core::vm::config::Passthrough {
+                name: "pcie".into(),
+                mmio: host.mmio().collect(),
+                irqs: host.intx_spis().to_vec(),
+                compatible: Vec::new(),
+            });
+        }
+    }
     let first_pcpus = policy::place_vcpus(config.vms.iter().map(|vc| vc.vcpus));
     let passthrough = policy::passthrough_map(&config.vms);
     let mut vms = Vec::new();
@@ -301,6 +315,7 @@ fn create_vm(
         timer_ppis: timer,
         its: vc.its == Some(true),
         passthrough: &vc.passthrough,
+        pci: info.pci.as_ref().filter(|_| vc.pci),
     })
     .map_err(|e| e.to_string())?;
     // A device passed through may do DMA into guest RAM: keep it where the bus can reach.

@@ -17,6 +17,7 @@
 pub mod bcm2711;
 pub mod dt;
 pub mod fallback;
+pub mod pci;
 
 use core::fmt;
 
@@ -79,6 +80,8 @@ pub struct PlatformInfo<'a> {
     /// (the Raspberry Pi 4's legacy DMA sees the first GiB): guest RAM for passed-through
     /// devices is taken below it.
     pub dma_limit: Option<u64>,
+    /// The generic PCIe host bridge, if the tree has one ([`pci`]).
+    pub pci: Option<pci::PciHost>,
 }
 
 /// A reserved range and where the reservation came from.
@@ -341,6 +344,7 @@ impl<'a> PlatformInfo<'a> {
             timer: None,
             bcm2835_pm: None,
             dma_limit: None,
+            pci: None,
         };
 
         for r in fdt.memory_reservations() {
@@ -355,6 +359,7 @@ impl<'a> PlatformInfo<'a> {
             info.visit(node, bus, path, &mut pl011_fallback);
             false
         });
+        info.pci = pci::find(fdt);
         info.owned_console = bcm2711::owned_console(fdt);
         info.console = match info.owned_console {
             Some(owned) => Ok(owned.uart),

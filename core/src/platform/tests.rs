@@ -463,3 +463,50 @@ fn missing_gic_virtualization_frames_is_reported() {
         assert_eq!(info.check(), Err(PlatformError::NoGicVirtualization));
     });
 }
+
+#[test]
+fn qemu_virt_pcie_bridge_is_read_with_its_windows_intx_and_msi_map() {
+    with_platform("virt-gicv3", 0x4800_0000, |info| {
+        let p = info.pci.as_ref().expect("the bridge");
+        assert_eq!(
+            p.ecam,
+            MemRange {
+                start: 0x40_1000_0000,
+                end: 0x40_2000_0000
+            }
+        );
+        assert_eq!(p.bus_range, (0, 255));
+        let w: Vec<_> = p
+            .windows
+            .iter()
+            .map(|w| (w.hi >> 24 & 3, w.pci, w.cpu.start, w.cpu.size()))
+            .collect();
+        assert_eq!(
+            w,
+            [
+                (1, 0, 0x3eff_0000, 0x1_0000),
+                (2, 0x1000_0000, 0x1000_0000, 0x2eff_0000),
+                (3, 0x80_0000_0000, 0x80_0000_0000, 0x80_0000_0000)
+            ]
+        );
+        assert_eq!(p.intx.len(), 16);
+        assert_eq!(
+            p.intx[0],
+            pci::IntxRoute {
+                hi: 0,
+                pin: 1,
+                spi: 35,
+                flags: 4
+            }
+        );
+        assert_eq!(p.intx_spis().as_slice(), [35, 36, 37, 38]);
+        assert_eq!(p.intx_mask, [0x1800, 0, 0, 7]);
+        assert!(p.msi);
+        assert_eq!(p.mmio().count(), 4);
+    });
+}
+
+#[test]
+fn the_raspberry_pi_4_tree_has_no_generic_pcie_bridge() {
+    with_platform("rpi4b", 0x4800_0000, |info| assert!(info.pci.is_none()));
+}

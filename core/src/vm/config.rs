@@ -14,6 +14,9 @@
 //! gic = 3                         # 2 or 3 (default 3)
 //! its = true                      # optional, gic = 3 only: an emulated ITS (MSIs, LPIs); the
 //!                                 #   default is on when the machine's GIC has an ITS
+//! pci = true                      # optional, gic = 3 only, one VM at most: the VM owns the
+//!                                 #   host's PCIe bridge (pci-host-ecam-generic): ECAM and windows
+//!                                 #   mapped 1:1, INTx linked, MSIs through its ITS
 //! console = true                  # optional: this VM gets console input first; when no VM
 //!                                 #   says true, the first VM not saying false gets it
 //! [vm.layout]                     # optional IPA map overrides (default: VmLayout::qemu_virt)
@@ -93,6 +96,8 @@ pub struct VmConfig {
     /// `its`: an emulated ITS (GICv3 only); `None`: on when the host's GIC has an ITS (the
     /// shell decides, [`VmConfig::has_its`]).
     pub its: Option<bool>,
+    /// `pci`: the VM owns the host's generic PCIe host bridge.
+    pub pci: bool,
     /// True if this VM receives console input first.
     pub console: bool,
     /// The IPA map; `layout.ram` starts at the configured `ram_base` and is `memory` long.
@@ -130,6 +135,8 @@ pub struct HostLimits<'a> {
     pub ipa_bits: u8,
     /// What exitless keeps for itself: no passthrough range may overlap it ([`host_regions`]).
     pub owned: &'a [HostRegion],
+    /// The machine has a generic PCIe host bridge a VM can own (`pci = true`).
+    pub pci_bridge: bool,
 }
 
 /// A physical range exitless owns, and what it is (for the message that refuses it).
@@ -349,6 +356,12 @@ pub enum ConfigError {
     },
     /// `its = true` with `gic = 2`.
     ItsWithGicV2(String),
+    /// `pci = true` with `gic = 2`.
+    PciWithGicV2(String),
+    /// Two VMs say `pci = true`.
+    TwoPci(String, String),
+    /// `pci = true` on a machine without a generic PCIe host bridge.
+    NoPciBridge(String),
     /// A vGICv2 on a GICv3 without GICv2 compatibility.
     GicV2Unsupported(String),
     /// A vGICv3 on a GICv2.
@@ -568,6 +581,21 @@ impl fmt::Display for ConfigError {
                     have / MIB
                 )
             }
+            ConfigError::PciWithGicV2(vm) => write!(
+                f,
+                "VM '{vm}' asks for pci = true with gic = 2: the PCIe bridge's MSIs need a GICv3 \
+                 ITS; use gic = 3"
+            ),
+            ConfigError::TwoPci(a, b) => write!(
+                f,
+                "VMs '{a}' and '{b}' both say pci = true: the host has one PCIe bridge and it goes \
+                 to one VM; remove one"
+            ),
+            ConfigError::NoPciBridge(vm) => write!(
+                f,
+                "VM '{vm}' asks for pci = true, but this machine's device tree has no generic PCIe \
+                 host bridge (pci-host-ecam-generic); remove pci"
+            ),
             ConfigError::ItsWithGicV2(vm) => write!(
                 f,
                 "VM '{vm}' asks for its = true with gic = 2: an ITS needs a GICv3; use gic = 3 or \
@@ -650,6 +678,9 @@ impl Config {
         let ipa_bits = host.ipa_bits.min(63);
         let ipa_limit = 1u64 << ipa_bits;
         for vm in &self.vms {
+            if vm.pci && !host.pci_bridge {
+                return Err(ConfigError::NoPciBridge(vm.name.clone()));
+            }
             match (vm.gic, host.gic) {
                 (GicVersion::V2, GicVersion::V3) if !host.gicv2_compat => {
                     return Err(ConfigError::GicV2Unsupported(vm.name.clone()));
@@ -742,8 +773,15 @@ impl Config {
             return Err(ConfigError::NoVm);
         }
         let mut console: Option<&str> = None;
+        let mut pci: Option<&str> = None;
         for (i, vm) in self.vms.iter().enumerate() {
             vm.validate()?;
+            if vm.pci {
+                if let Some(first) = pci {
+                    return Err(ConfigError::TwoPci(first.into(), vm.name.clone()));
+                }
+                pci = Some(&vm.name);
+            }
             if self.vms[..i].iter().any(|o| o.name == vm.name) {
                 return Err(ConfigError::DuplicateName(vm.name.clone()));
             }
@@ -801,6 +839,9 @@ impl VmConfig {
         }
         if self.its == Some(true) && self.gic == GicVersion::V2 {
             return Err(ConfigError::ItsWithGicV2(vm()));
+        }
+        if self.pci && self.gic == GicVersion::V2 {
+            return Err(ConfigError::PciWithGicV2(vm()));
         }
         if !(1..=MAX_VCPUS).contains(&self.vcpus) {
             return Err(ConfigError::Vcpus {
@@ -978,6 +1019,8 @@ struct RawVm {
     #[serde(default = "default_gic")]
     gic: i64,
     its: Option<bool>,
+    #[serde(default)]
+    pci: bool,
     console: Option<bool>,
     #[serde(default)]
     layout: RawLayout,
@@ -1199,6 +1242,7 @@ impl RawVm {
             bootargs: self.bootargs,
             gic,
             its: self.its,
+            pci: self.pci,
             console: self.console.unwrap_or(false),
             layout,
             passthrough,
@@ -1270,6 +1314,7 @@ irqs = [34]                    # SPI INTIDs (32..1019)
         gicv2_compat: true,
         ipa_bits: 40,
         owned: &[],
+        pci_bridge: true,
     };
 
     fn vm(name: &str, extra: &str) -> String {
@@ -1435,6 +1480,32 @@ irqs = [34]                    # SPI INTIDs (32..1019)
         }
         assert!(msg(&vm("a", "vcpus = 0")).contains("use 1 to 8"));
         assert_eq!(parse(&vm("a", "vcpus = 8")).unwrap().vms[0].vcpus, 8);
+    }
+
+    #[test]
+    fn pci_is_for_one_gic_3_vm_on_a_machine_with_a_bridge() {
+        assert!(parse(&vm("a", "pci = true")).unwrap().vms[0].pci);
+        assert!(!parse(&vm("a", "")).unwrap().vms[0].pci);
+        assert_eq!(
+            err(&vm("a", "gic = 2\npci = true")),
+            ConfigError::PciWithGicV2("a".into())
+        );
+        assert_eq!(
+            err(&(vm("a", "pci = true") + &vm("b", "pci = true"))),
+            ConfigError::TwoPci("a".into(), "b".into())
+        );
+        let c = parse(&vm("a", "pci = true")).unwrap();
+        let host = HostLimits {
+            pci_bridge: false,
+            ..HOST
+        };
+        assert_eq!(c.check(&host), Err(ConfigError::NoPciBridge("a".into())));
+        assert!(
+            ConfigError::NoPciBridge("a".into())
+                .to_string()
+                .contains("pci-host-ecam-generic")
+        );
+        assert_eq!(c.check(&HOST), Ok(()));
     }
 
     #[test]

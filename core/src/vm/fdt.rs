@@ -118,6 +118,9 @@ pub struct GuestDt<'a> {
     pub its: bool,
     /// Passthrough devices (not described; see the module documentation).
     pub passthrough: &'a [Passthrough],
+    /// The host's PCIe bridge, when the VM owns it: a `pcie@` node like the host's, with
+    /// `msi-map` to the VM's ITS.
+    pub pci: Option<&'a crate::platform::pci::PciHost>,
 }
 
 /// Why no device tree could be written (not `Clone`: `vm_fdt::Error` is not).
@@ -328,6 +331,59 @@ pub fn build(vm: &GuestDt<'_>) -> Result<Vec<u8>, FdtBuildError> {
         w.end_node(node)?;
     }
 
+    if let Some(p) = vm.pci {
+        let node = w.begin_node(&format!("pcie@{:x}", p.ecam.start))?;
+        w.property_string("compatible", "pci-host-ecam-generic")?;
+        w.property_string("device_type", "pci")?;
+        w.property_array_u64("reg", &[p.ecam.start, p.ecam.size()])?;
+        w.property_array_u32("bus-range", &[p.bus_range.0, p.bus_range.1])?;
+        w.property_u32("linux,pci-domain", p.domain)?;
+        w.property_u32("#address-cells", 3)?;
+        w.property_u32("#size-cells", 2)?;
+        w.property_null("dma-coherent")?;
+        let mut ranges = Vec::new();
+        for win in &p.windows {
+            let size = win.cpu.size();
+            ranges.extend_from_slice(&[
+                win.hi,
+                (win.pci >> 32) as u32,
+                win.pci as u32,
+                (win.cpu.start >> 32) as u32,
+                win.cpu.start as u32,
+                (size >> 32) as u32,
+                size as u32,
+            ]);
+        }
+        w.property_array_u32("ranges", &ranges)?;
+        // INTx: the guest's GIC has 2 address cells (it has an ITS child) on GICv3.
+        w.property_u32("#interrupt-cells", 1)?;
+        w.property_array_u32("interrupt-map-mask", &p.intx_mask)?;
+        let map: Vec<u32> = p
+            .intx
+            .iter()
+            .flat_map(|r| {
+                [
+                    r.hi,
+                    0,
+                    0,
+                    r.pin,
+                    PHANDLE_GIC,
+                    0,
+                    0,
+                    GIC_SPI,
+                    r.spi - 32,
+                    r.flags,
+                ]
+            })
+            .collect();
+        w.property_array_u32("interrupt-map", &map)?;
+        if vm.its {
+            // DeviceID = requester ID, as on the host (QEMU virt: msi-map <0 &its 0 0x10000>).
+            w.property_array_u32("msi-map", &[0, PHANDLE_ITS, 0, 0x1_0000])?;
+        }
+        w.end_node(node)?;
+    }
+
     let aliases = w.begin_node("aliases")?;
     w.property_string("serial0", &uart_path)?;
     w.end_node(aliases)?;
@@ -359,6 +415,7 @@ mod tests {
             timer_ppis: TimerPpis::default(),
             its: gic == GicVersion::V3,
             passthrough: &[],
+            pci: None,
         }
     }
 
@@ -678,6 +735,7 @@ mod tests {
         }];
         let blob = build(&GuestDt {
             passthrough: &devs,
+            pci: None,
             ..dt(&l, GicVersion::V3, 1)
         })
         .unwrap();
@@ -724,6 +782,7 @@ mod tests {
         }];
         let with = build(&GuestDt {
             passthrough: &devs,
+            pci: None,
             ..dt(&l, GicVersion::V3, 1)
         })
         .unwrap();
@@ -755,6 +814,7 @@ mod tests {
             gicv2_compat: false,
             ipa_bits: 40,
             owned: &[],
+            pci_bridge: false,
         };
         config.check(&host).unwrap();
         config.check_files(&bundle).unwrap();
@@ -776,6 +836,7 @@ mod tests {
             timer_ppis: TimerPpis::default(),
             its: true,
             passthrough: &vm.passthrough,
+            pci: None,
         })
         .unwrap();
         assert!(blob.len() as u64 <= plan.dtb.size());
@@ -824,5 +885,59 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// QEMU virt's bridge, as `platform::pci` reads it.
+    fn virt_pci() -> crate::platform::pci::PciHost {
+        use crate::platform::pci::{IntxRoute, PciHost, PciWindow};
+        let mut h = PciHost {
+            ecam: MemRange::with_size(0x40_1000_0000, 0x1000_0000).unwrap(),
+            bus_range: (0, 255),
+            windows: heapless::Vec::new(),
+            intx_mask: [0x1800, 0, 0, 7],
+            intx: heapless::Vec::new(),
+            msi: true,
+            domain: 0,
+        };
+        for (hi, pci, cpu, size) in [
+            (0x0100_0000, 0, 0x3eff_0000, 0x1_0000),
+            (0x0200_0000, 0x1000_0000, 0x1000_0000, 0x2eff_0000),
+            (0x0300_0000, 0x80_0000_0000, 0x80_0000_0000, 0x80_0000_0000),
+        ] {
+            let cpu = MemRange::with_size(cpu, size).unwrap();
+            h.windows.push(PciWindow { hi, pci, cpu }).unwrap();
+        }
+        for slot in 0..4u32 {
+            for pin in 1..=4u32 {
+                let spi = 35 + (slot + pin - 1) % 4;
+                let r = IntxRoute {
+                    hi: slot << 11,
+                    pin,
+                    spi,
+                    flags: 4,
+                };
+                h.intx.push(r).unwrap();
+            }
+        }
+        h
+    }
+
+    #[test]
+    fn a_vm_that_owns_the_pci_bridge_gets_its_node_with_msi_map_to_its_its() {
+        let l = VmLayout::qemu_virt(512 * MIB);
+        let host = virt_pci();
+        let vm = GuestDt {
+            pci: Some(&host),
+            ..dt(&l, GicVersion::V3, 2)
+        };
+        let blob = build(&vm).unwrap();
+        let (dts, stderr) = dtc(&blob, "pci");
+        assert_eq!(stderr, "", "{dts}");
+        assert!(dts.contains("pcie@4010000000 {"), "{dts}");
+        assert!(dts.contains("compatible = \"pci-host-ecam-generic\";"));
+        assert!(dts.contains("msi-map = <0x00 0x03 0x00 0x10000>;"), "{dts}");
+        // The guest's tree reads back as the host's bridge.
+        let fdt = crate::platform::dt::validate(&blob).unwrap();
+        assert_eq!(crate::platform::pci::find(&fdt), Some(host));
     }
 }

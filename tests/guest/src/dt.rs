@@ -28,6 +28,10 @@ pub struct Platform {
     pub gic: GicDesc,
     /// The first ITS's frames (`arm,gic-v3-its`), 0 if there is none.
     pub its: usize,
+    /// The generic PCIe bridge: its ECAM and the CPU address of its 32-bit memory window (0 if
+    /// there is no bridge).
+    pub pci_ecam: usize,
+    pub pci_mmio32: usize,
     pub uart: usize,
     pub conduit: Conduit,
     pub cpu_count: usize,
@@ -84,6 +88,29 @@ pub fn parse(addr: usize) -> Result<Platform, &'static str> {
         .find_compatible(&["arm,gic-v3-its"])
         .and_then(|n| n.reg()?.next())
         .map_or(0, |r| r.starting_address as usize);
+
+    let (mut pci_ecam, mut pci_mmio32) = (0, 0);
+    if let Some(n) = fdt.find_compatible(&["pci-host-ecam-generic"]) {
+        if let Some(r) = n.reg().and_then(|mut r| r.next()) {
+            pci_ecam = r.starting_address as usize;
+        }
+        // ranges: phys.hi, PCI address (2 cells), CPU address (2 cells), size (2 cells).
+        if let Some(r) = n.property("ranges") {
+            let c: [u32; 64] = {
+                let mut a = [0u32; 64];
+                for (i, x) in cells(r.value).take(64).enumerate() {
+                    a[i] = x;
+                }
+                a
+            };
+            for e in c.chunks_exact(7) {
+                if e[0] >> 24 & 3 == 2 {
+                    pci_mmio32 = ((e[3] as usize) << 32) | e[4] as usize;
+                    break;
+                }
+            }
+        }
+    }
 
     let uart = fdt
         .chosen()
@@ -167,6 +194,8 @@ pub fn parse(addr: usize) -> Result<Platform, &'static str> {
     Ok(Platform {
         gic,
         its,
+        pci_ecam,
+        pci_mmio32,
         uart,
         conduit,
         cpu_count,

@@ -1,6 +1,7 @@
 //! The guest's hardware access: MMIO with single `ldr`/`str` instructions (so that every access
 //! a hypervisor traps has a valid syndrome, ISV = 1), system registers, the counter, SMCCC calls,
-//! and the EL1 MMU (an identity map: device memory below 1 GiB, normal memory above).
+//! and the EL1 MMU (an identity map: device memory below 1 GiB, normal memory from 1 to 4 GiB,
+//! and the PCIe bridge's ECAM as device memory wherever it is below 512 GiB).
 
 use core::arch::asm;
 
@@ -213,15 +214,20 @@ pub fn mmu_build() {
     for (i, e) in t.0.iter_mut().enumerate().take(4).skip(1) {
         *e = ((i as u64) << 30) | BLOCK | AF | SH_INNER | ATTR_NORMAL; // RAM
     }
+    // The PCIe bridge's ECAM, if it is above 4 GiB (QEMU virt's highmem: 256 GiB): device.
+    let ecam = crate::rt::platform().pci_ecam as u64;
+    if (4 << 30..1 << 39).contains(&ecam) {
+        t.0[(ecam >> 30) as usize] = (ecam & !((1 << 30) - 1)) | BLOCK | AF | ATTR_DEVICE | XN;
+    }
     dsb();
 }
 
 /// Turns this CPU's MMU and caches on with the identity map.
 pub fn mmu_on() {
     msr!("mair_el1", 0xff << 8); // attr0 Device-nGnRnE, attr1 Normal WB
-    // T0SZ = 32 (4 GiB, walks start at level 1), WB WA inner shareable walks, 4 KiB granule,
-    // TTBR1 walks disabled (EPD1), IPS 36 bits.
-    let tcr = 32 | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23) | (1 << 32);
+    // T0SZ = 25 (512 GiB, walks start at level 1 with 512 entries), WB WA inner shareable
+    // walks, 4 KiB granule, TTBR1 walks disabled (EPD1), IPS 40 bits.
+    let tcr = 25 | (1 << 8) | (1 << 10) | (3 << 12) | (1 << 23) | (2 << 32);
     msr!("tcr_el1", tcr);
     msr!("ttbr0_el1", core::ptr::addr_of!(L1) as u64);
     // SAFETY: invalidates this CPU's stale TLB entries before the MMU goes on.

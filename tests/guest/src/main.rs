@@ -19,6 +19,7 @@ mod gic;
 mod hostile;
 mod hw;
 mod its;
+mod pci;
 mod rt;
 mod tap;
 

@@ -11,6 +11,7 @@ mod deliver;
 mod dist;
 mod hyp;
 mod its;
+mod pci;
 mod psci;
 pub mod timer;
 
@@ -255,6 +256,7 @@ pub fn run() {
         timer::CASES,
         psci::CASES,
         its::CASES,
+        pci::CASES,
         hyp::CASES,
     ] {
         for c in list {

@@ -1,0 +1,52 @@
+//! Just enough PCI for the conformance cases: configuration space through the bridge's ECAM
+//! (PCIe base spec 7.2.2: bus << 20 | device << 15 | function << 12), finding a function by
+//! vendor and device ID, sizing and placing its BAR0 in the bridge's 32-bit window.
+
+use crate::hw::{read32, write32};
+
+/// A function on bus 0.
+#[derive(Clone, Copy)]
+pub struct Func {
+    ecam: usize,
+    pub dev: u32,
+    pub func: u32,
+}
+
+impl Func {
+    fn cfg(&self, off: usize) -> usize {
+        self.ecam + ((self.dev as usize) << 15 | (self.func as usize) << 12 | off)
+    }
+    pub fn read(&self, off: usize) -> u32 {
+        read32(self.cfg(off))
+    }
+    pub fn write(&self, off: usize, v: u32) {
+        write32(self.cfg(off), v)
+    }
+    /// The requester ID (bus 0): the DeviceID its MSIs carry to the ITS.
+    pub fn rid(&self) -> u32 {
+        self.dev << 3 | self.func
+    }
+
+    /// Places BAR0 (32-bit memory) at `at` (aligned to its size) and enables memory decoding and
+    /// bus mastering (an MSI is a memory write the function makes). Returns the BAR's address.
+    pub fn enable_bar0(&self, at: usize) -> usize {
+        self.write(0x10, 0xffff_ffff);
+        let size = (!(self.read(0x10) & !0xf)).wrapping_add(1) as usize;
+        let base = at.next_multiple_of(size.max(16));
+        self.write(0x10, base as u32);
+        self.write(0x04, self.read(0x04) | 0b110);
+        base
+    }
+}
+
+/// The first function on bus 0 with `vendor` and `device`.
+pub fn find(ecam: usize, vendor: u16, device: u16) -> Option<Func> {
+    let want = (device as u32) << 16 | vendor as u32;
+    for dev in 0..32 {
+        let f = Func { ecam, dev, func: 0 };
+        if f.read(0) == want {
+            return Some(f);
+        }
+    }
+    None
+}
