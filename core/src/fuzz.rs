@@ -68,6 +68,7 @@ const MAX_STEPS: usize = 4096;
 struct FakeHw {
     kicks: u64,
     out: usize,
+    phys_ops: usize,
 }
 
 impl ExitHw for FakeHw {
@@ -84,6 +85,10 @@ impl ExitHw for FakeHw {
     }
     fn guest_ram(&self) -> &dyn crate::mm::GuestRam {
         &GUEST_RAM
+    }
+
+    fn its_phys(&mut self, _: &Vm, ops: &[crate::vgic::its::PhysItsOp]) {
+        self.phys_ops += ops.len();
     }
 }
 

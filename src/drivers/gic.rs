@@ -132,7 +132,8 @@ impl Gic {
             Gic::V2(g) => g.ack(),
             Gic::V3(_) => super::gicv3::cpuif::ack(),
         };
-        (id < 1020).then_some(id)
+        // 1020..=1023 are special (1023: nothing pending); LPIs (8192 and up) are interrupts.
+        (!(1020..1024).contains(&id)).then_some(id)
     }
 
     /// Priority drop (EOImode=1): the interrupt stays active until [`Gic::deactivate`] or the

@@ -18,6 +18,9 @@ use alloc::format;
 use alloc::string::String;
 use core::fmt::Write;
 
+use alloc::collections::BTreeMap;
+use core::sync::atomic::{AtomicU64, Ordering};
+
 use spin::{Mutex, Once};
 use tock_registers::interfaces::{Readable, Writeable};
 
@@ -27,6 +30,7 @@ use crate::arch::{cache, timer};
 use exitless_core::gic::its::{
     self as core_its, CREADR_STALLED, CmdRing, Command, TableType, baser, plan_table,
 };
+use exitless_core::vgic::its::PhysItsOp;
 
 /// Longest wait for the ITS to take a command, in microseconds.
 pub const CMD_TIMEOUT_US: u64 = 100_000;
@@ -60,6 +64,25 @@ pub struct Its {
     boot_rdbase: u64,
     /// The property table.
     prop: u64,
+    /// ITT entry size (GITS_TYPER.ITT_entry_size + 1).
+    itt_entry: u64,
+    /// Collections: (GICR_TYPER affinity of the redistributor, ICID).
+    icids: heapless::Vec<(u32, u16), 64>,
+    /// Who each LPI belongs to: 0 = free, else [`owner_word`] (lock-free lookup per MSI).
+    owners: alloc::vec::Vec<AtomicU64>,
+    /// Devices of VMs mapped in the physical ITS: DeviceID -> (ITT, its layout, VM).
+    devices: Mutex<BTreeMap<u32, (u64, Layout, usize)>>,
+}
+
+/// Most EventID bits exitless maps for a passed-through device (its ITT, 2^11 entries, comes
+/// from the heap; events beyond are not mapped physically, and are said so).
+const MAX_PHYS_EVENT_BITS: u8 = 11;
+/// The first LPI handed to devices (8192 is the self-test's).
+const FIRST_DEVICE_LPI: u32 = 8193;
+
+/// An LPI's owner as one word: bit 63 set, VM in 55:48, DeviceID in 47:32, EventID in 31:0.
+const fn owner_word(vm: usize, dev: u32, event: u32) -> u64 {
+    1 << 63 | (vm as u64 & 0xff) << 48 | (dev as u64 & 0xffff) << 32 | event as u64
 }
 
 static ITS: Once<Its> = Once::new();
@@ -162,6 +185,7 @@ pub fn init(gic: &GicV3) -> Result<String, String> {
     let mut err = None;
     let mut redists = 0;
     let mut icids = heapless::Vec::<(u16, u64), 64>::new();
+    let mut affinities = heapless::Vec::<(u32, u16), 64>::new();
     gic.for_each_redist(|rd_base, rd_typer| {
         // SAFETY: `rd_base` is a redistributor frame of the mapped GIC regions.
         let rd: MmioRef<GicrLpiRegs> = unsafe { MmioRef::new(rd_base) };
@@ -190,6 +214,7 @@ pub fn init(gic: &GicV3) -> Result<String, String> {
         let proc_num = rd_typer >> 8 & 0xffff;
         let rdbase = if pta { rd_base as u64 >> 16 } else { proc_num };
         let _ = icids.push((proc_num as u16, rdbase));
+        let _ = affinities.push(((rd_typer >> 32) as u32, proc_num as u16));
         redists += 1;
         false
     });
@@ -214,6 +239,12 @@ pub fn init(gic: &GicV3) -> Result<String, String> {
         flush,
         boot_rdbase,
         prop,
+        itt_entry: ((typer >> 4) & 0xf) + 1,
+        icids: affinities,
+        owners: (0..(1u32 << (LPI_ID_BITS - 1)))
+            .map(|_| AtomicU64::new(0))
+            .collect(),
+        devices: Mutex::new(BTreeMap::new()),
     });
     for &(icid, rdbase) in &icids {
         its.send(&[Command::Mapc {
@@ -239,6 +270,25 @@ pub fn init(gic: &GicV3) -> Result<String, String> {
         }
         Err(e) => Err(format!("{line}; LPIs do not work: {e}")),
     }
+}
+
+/// The ITS, if [`init`] set one up.
+pub fn get() -> Option<&'static Its> {
+    ITS.get()
+}
+
+/// The VM, DeviceID and EventID a device LPI was mapped for, if it is one.
+pub fn owner(intid: u32) -> Option<(usize, u32, u32)> {
+    let its = ITS.get()?;
+    let w = its
+        .owners
+        .get(intid.checked_sub(8192)? as usize)?
+        .load(Ordering::Acquire);
+    (w >> 63 != 0).then_some((
+        (w >> 48 & 0xff) as usize,
+        (w >> 32 & 0xffff) as u32,
+        w as u32,
+    ))
 }
 
 fn fill_prop(prop: u64, byte: u8) {
@@ -314,6 +364,157 @@ impl Its {
                 ""
             }
         )
+    }
+
+    /// The ICID of the collection of the redistributor whose affinity is `aff` (the GICR_TYPER
+    /// layout of an MPIDR).
+    pub fn icid_of(&self, aff: u32) -> Option<u16> {
+        self.icids.iter().find(|&&(a, _)| a == aff).map(|&(_, i)| i)
+    }
+
+    /// Does one operation of VM `vm`'s ITS on the physical ITS; `icid` is the collection of the
+    /// CPU running the target vCPU. `Err` says what failed (the MSIs of that event then do not
+    /// arrive; the guest's own ITS state is unaffected).
+    pub fn apply(
+        &self,
+        vm: usize,
+        op: PhysItsOp,
+        icid: impl Fn(usize) -> u16,
+    ) -> Result<(), String> {
+        let sync = Command::Sync {
+            rdbase: self.boot_rdbase,
+        };
+        match op {
+            PhysItsOp::MapDevice { dev, event_bits } => {
+                self.unmap_device(dev)?;
+                let bits = event_bits.clamp(1, MAX_PHYS_EVENT_BITS);
+                let bytes = ((1u64 << bits) * self.itt_entry).max(256);
+                let layout = Layout::from_size_align(bytes as usize, 256)
+                    .map_err(|_| String::from("ITT layout"))?;
+                // SAFETY: non-zero size; checked for null; freed only in `unmap_device`.
+                let itt = unsafe { alloc_zeroed(layout) } as u64;
+                if itt == 0 {
+                    return Err(format!("no heap for device {dev:#x}'s ITT"));
+                }
+                cache::clean_invalidate(itt, bytes);
+                self.devices.lock().insert(dev, (itt, layout, vm));
+                self.send(&[
+                    Command::Mapd {
+                        dev,
+                        event_bits: bits,
+                        itt,
+                        valid: true,
+                    },
+                    sync,
+                ])
+            }
+            PhysItsOp::UnmapDevice { dev } => self.unmap_device(dev),
+            PhysItsOp::MapEvent { dev, event, vcpu } => {
+                if event >= 1 << MAX_PHYS_EVENT_BITS {
+                    return Err(format!(
+                        "event {event} of device {dev:#x} is beyond the {MAX_PHYS_EVENT_BITS} EventID bits exitless maps"
+                    ));
+                }
+                self.unmap_event(dev, event)?;
+                let word = owner_word(vm, dev, event);
+                let lpi = (FIRST_DEVICE_LPI - 8192..self.owners.len() as u32)
+                    .find(|&i| {
+                        self.owners[i as usize]
+                            .compare_exchange(0, word, Ordering::AcqRel, Ordering::Relaxed)
+                            .is_ok()
+                    })
+                    .map(|i| i + 8192)
+                    .ok_or("no free LPI for a device event")?;
+                self.set_prop_byte(lpi, true);
+                self.send(&[
+                    Command::Mapti {
+                        dev,
+                        event,
+                        intid: lpi,
+                        icid: icid(vcpu),
+                    },
+                    Command::Inv { dev, event },
+                    sync,
+                ])
+            }
+            PhysItsOp::UnmapEvent { dev, event } => self.unmap_event(dev, event),
+            PhysItsOp::MoveEvent { dev, event, vcpu } => {
+                if self.lpi_of(vm, dev, event).is_none() {
+                    return Ok(());
+                }
+                self.send(&[
+                    Command::Movi {
+                        dev,
+                        event,
+                        icid: icid(vcpu),
+                    },
+                    sync,
+                ])
+            }
+        }
+    }
+
+    /// The LPI mapped for (vm, dev, event).
+    fn lpi_of(&self, vm: usize, dev: u32, event: u32) -> Option<u32> {
+        let word = owner_word(vm, dev, event);
+        self.owners
+            .iter()
+            .position(|o| o.load(Ordering::Acquire) == word)
+            .map(|i| i as u32 + 8192)
+    }
+
+    fn unmap_event(&self, dev: u32, event: u32) -> Result<(), String> {
+        let Some(&(_, _, vm)) = self.devices.lock().get(&dev) else {
+            return Ok(());
+        };
+        let Some(lpi) = self.lpi_of(vm, dev, event) else {
+            return Ok(());
+        };
+        self.send(&[
+            Command::Discard { dev, event },
+            Command::Sync {
+                rdbase: self.boot_rdbase,
+            },
+        ])?;
+        self.set_prop_byte(lpi, false);
+        self.owners[(lpi - 8192) as usize].store(0, Ordering::Release);
+        Ok(())
+    }
+
+    fn unmap_device(&self, dev: u32) -> Result<(), String> {
+        let Some((itt, layout, vm)) = self.devices.lock().remove(&dev) else {
+            return Ok(());
+        };
+        for o in &self.owners {
+            let w = o.load(Ordering::Acquire);
+            if w >> 63 != 0 && (w >> 48 & 0xff) as usize == vm && (w >> 32 & 0xffff) as u32 == dev {
+                o.store(0, Ordering::Release);
+            }
+        }
+        self.send(&[
+            Command::Mapd {
+                dev,
+                event_bits: 1,
+                itt: 0,
+                valid: false,
+            },
+            Command::Sync {
+                rdbase: self.boot_rdbase,
+            },
+        ])?;
+        // SAFETY: `itt` was allocated with `layout` in `apply` and the ITS no longer uses it
+        // (MAPD V=0 and SYNC completed above).
+        unsafe { alloc::alloc::dealloc(itt as *mut u8, layout) };
+        Ok(())
+    }
+
+    fn set_prop_byte(&self, intid: u32, on: bool) {
+        let at = self.prop + (intid - 8192) as u64;
+        // SAFETY: `at` is inside the property table (INTIDs below 2^LPI_ID_BITS).
+        unsafe {
+            core::ptr::write_volatile(at as *mut u8, if on { PROP_ENABLED } else { PROP_DISABLED })
+        };
+        cache::clean_invalidate(at, 1);
     }
 
     /// Sets an LPI's property byte (enable and priority) and makes the ITS read it again.

@@ -35,6 +35,11 @@ pub fn handle_guest(cpu: usize, rt: &VmRuntime, v: usize) {
     let Some(g) = gic::get() else { return };
     while let Some(id) = g.ack() {
         g.eoi(id);
+        // An LPI has no active state: the priority drop is all its completion needs.
+        if id >= 8192 {
+            device_lpi(cpu, id);
+            continue;
+        }
         let kind = classify(id);
         match kind {
             PhysIrq::Timer => policy::inject_timer(&rt.vm, v, id),
@@ -53,6 +58,29 @@ pub fn handle_guest(cpu: usize, rt: &VmRuntime, v: usize) {
     if cpu == 0 && hw().uart.is_none() {
         console::input(cpu);
     }
+}
+
+/// A physical LPI of a device a VM owns: an event of that VM's ITS (one exit per MSI when it
+/// arrives on the CPU of its target vCPU; otherwise that vCPU is kicked).
+fn device_lpi(cpu: usize, id: u32) {
+    let Some((vm, dev, event)) = crate::drivers::its::owner(id) else {
+        log_unexpected(cpu, id);
+        return;
+    };
+    let Some(rt) = VMS.get().and_then(|v| v.get(vm)) else {
+        return;
+    };
+    let kicks = {
+        let mut vgic = rt.vm.vgic.lock();
+        if let Some(its) = vgic.its_mut() {
+            let _ = its.raise(dev, event);
+        }
+        vgic.take_kicks()
+    };
+    super::run::kick(cpu, &rt.vm, kicks);
+    rt.vm
+        .stats
+        .inject(exitless_core::vm::machine::InjectKind::Msi);
 }
 
 /// Injects passed-through SPI `id` into VM `vm` (after the priority drop).
@@ -80,6 +108,10 @@ pub fn poll_host(cpu: usize) {
     let Some(g) = gic::get() else { return };
     while let Some(id) = g.ack() {
         g.eoi(id);
+        if id >= 8192 {
+            device_lpi(cpu, id);
+            continue;
+        }
         match classify(id) {
             PhysIrq::Passthrough { vm } => forward_passthrough(cpu, vm, id),
             PhysIrq::ConsoleUart => {

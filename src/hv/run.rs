@@ -34,6 +34,7 @@ use exitless_core::vcpu::regs::{ExitInfo, GuestRegs, reset_state};
 use exitless_core::vgic::PhysOp;
 use exitless_core::vgic::cpu_if::CpuIfShadow;
 use exitless_core::vgic::irq::IntId;
+use exitless_core::vgic::its::PhysItsOp;
 use exitless_core::vm::machine::{ExitHw, Outcome, Vm, VmState};
 use exitless_core::vm::traps;
 
@@ -129,6 +130,32 @@ impl ExitHw for Hw {
 
     fn guest_ram(&self) -> &dyn GuestRam {
         &self.ram
+    }
+
+    fn its_phys(&mut self, vm: &Vm, ops: &[PhysItsOp]) {
+        let Some(its) = crate::drivers::its::get() else {
+            log::warn!(
+                "VM '{}' maps MSIs of a device it owns, but exitless drives no ITS: they do not \
+                 arrive",
+                vm.name()
+            );
+            return;
+        };
+        // The physical event goes to the collection of the CPU that runs the target vCPU.
+        let icid = |v: usize| {
+            vm.vcpus
+                .get(v)
+                .and_then(|s| PCPUS.get(s.pcpu))
+                .and_then(|p| p.target.get())
+                .and_then(|t| its.icid_of(exitless_core::gic::mpidr_to_gicr_affinity(t.mpidr)))
+                .unwrap_or(0)
+        };
+        for &op in ops {
+            log::debug!("VM {}: physical ITS: {op:?}", vm.name());
+            if let Err(e) = its.apply(vm.id, op, icid) {
+                log::warn!("VM '{}': {op:?}: {e}", vm.name());
+            }
+        }
     }
 }
 

@@ -195,6 +195,15 @@ pub enum Command {
         /// EventID.
         event: u32,
     },
+    /// MOVI: (dev, event) goes to collection `icid`.
+    Movi {
+        /// DeviceID.
+        dev: u32,
+        /// EventID.
+        event: u32,
+        /// The new collection.
+        icid: u16,
+    },
     /// INV: rereads (dev, event)'s LPI configuration.
     Inv {
         /// DeviceID.
@@ -254,6 +263,7 @@ impl Command {
                 0,
             ],
             Command::Int { dev, event } => [dev_op(0x03, dev), event as u64, 0, 0],
+            Command::Movi { dev, event, icid } => [dev_op(0x01, dev), event as u64, icid as u64, 0],
             Command::Discard { dev, event } => [dev_op(0x0f, dev), event as u64, 0, 0],
             Command::Inv { dev, event } => [dev_op(0x0c, dev), event as u64, 0, 0],
             Command::Invall { icid } => [0x0d, 0, icid as u64, 0],

@@ -76,16 +76,18 @@ pub fn counters(vm: &Vm) -> String {
         let _ = write!(out, " {dev}.{group}={c}");
     }
     let _ = writeln!(out);
-    let inj: [u64; 4] = core::array::from_fn(|i| vm.stats.injected[i].load(Ordering::Relaxed));
+    let inj: [u64; 5] = core::array::from_fn(|i| vm.stats.injected[i].load(Ordering::Relaxed));
     let _ = writeln!(
         out,
         "interrupts injected: SGI {} (sends), timer PPI {} (linked, HW bit), UART SPI {}, \
-         passthrough SPI {} ({} taken on another vCPU's CPU); guest aborts {}",
+         passthrough SPI {} ({} taken on another vCPU's CPU), MSI {} (physical LPIs of owned \
+         PCI functions); guest aborts {}",
         inj[0],
         inj[1],
         inj[2],
         inj[3],
         vm.stats.passthrough_remote.load(Ordering::Relaxed),
+        inj[4],
         vm.stats.aborts.load(Ordering::Relaxed)
     );
     if let Some(its) = vm.vgic.lock().its() {

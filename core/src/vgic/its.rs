@@ -192,6 +192,57 @@ pub enum CmdError {
     NoRoom,
 }
 
+/// Physical-ITS work for an event of a device the VM owns (a passed-through PCI function, whose
+/// MSIs go to the physical ITS): the vITS decides, the shell sends the physical commands after
+/// the exit's locks are dropped ([`Its::take_phys_ops`]), and takes the physical LPI back as an
+/// event of this vITS ([`Its::raise`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PhysItsOp {
+    /// The guest mapped device `dev` with `event_bits` EventID bits.
+    MapDevice {
+        /// DeviceID (the requester ID).
+        dev: u32,
+        /// EventID bits.
+        event_bits: u8,
+    },
+    /// The guest unmapped device `dev` (or mapped it again: its events are gone).
+    UnmapDevice {
+        /// DeviceID.
+        dev: u32,
+    },
+    /// The guest mapped (dev, event): its MSIs should reach vCPU `vcpu`'s CPU.
+    MapEvent {
+        /// DeviceID.
+        dev: u32,
+        /// EventID.
+        event: u32,
+        /// Where the LPI goes now (vCPU 0 while its collection is unmapped).
+        vcpu: VcpuId,
+    },
+    /// The guest discarded (dev, event).
+    UnmapEvent {
+        /// DeviceID.
+        dev: u32,
+        /// EventID.
+        event: u32,
+    },
+    /// (dev, event)'s LPI now goes to vCPU `vcpu` (MOVI, MAPC, MOVALL).
+    MoveEvent {
+        /// DeviceID.
+        dev: u32,
+        /// EventID.
+        event: u32,
+        /// The new target.
+        vcpu: VcpuId,
+    },
+}
+
+/// Most physical operations one trapped access may leave for the shell: the queue stops there
+/// (and goes on at the next access), so the buffer never grows.
+pub const MAX_PHYS_OPS: usize = 64;
+/// Work units a physical operation costs (so that an access sends a bounded number).
+const PHYS_OP_COST: u32 = WORK_BUDGET / MAX_PHYS_OPS as u32;
+
 /// ITS counters.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ItsStats {
@@ -269,6 +320,10 @@ pub struct Its {
     propbaser: u64,
     redist: Vec<RedistLpi>,
     kicks: u64,
+    /// DeviceIDs of devices the VM owns physically ([`PhysItsOp`]).
+    owned: core::ops::Range<u32>,
+    /// Physical work waiting for the shell, at most [`MAX_PHYS_OPS`].
+    phys_ops: Vec<PhysItsOp>,
     /// Counters.
     pub stats: ItsStats,
 }
@@ -332,8 +387,42 @@ impl Its {
             propbaser: 0,
             redist: alloc::vec![RedistLpi::default(); vcpus],
             kicks: 0,
+            owned: 0..0,
+            phys_ops: Vec::with_capacity(MAX_PHYS_OPS),
             stats: ItsStats::default(),
         }
+    }
+
+    /// The VM owns the devices with these DeviceIDs: their events also live in the physical
+    /// ITS ([`PhysItsOp`]).
+    pub fn set_owned(&mut self, devices: core::ops::Range<u32>) {
+        self.owned = devices;
+    }
+
+    /// True if DeviceID `dev` belongs to a device the VM owns.
+    pub fn owns(&self, dev: u32) -> bool {
+        self.owned.contains(&dev)
+    }
+
+    /// The physical work the last accesses left, in order; empties the buffer.
+    pub fn take_phys_ops(&mut self) -> heapless::Vec<PhysItsOp, MAX_PHYS_OPS> {
+        let mut out = heapless::Vec::new();
+        for op in self.phys_ops.drain(..) {
+            let _ = out.push(op);
+        }
+        out
+    }
+
+    /// Records physical work (the caller checked for room: [`Its::phys_room`]).
+    fn phys(&mut self, op: PhysItsOp) {
+        if self.phys_ops.len() < MAX_PHYS_OPS {
+            self.phys_ops.push(op);
+        }
+    }
+
+    /// Room for `n` more physical operations.
+    fn phys_room(&self, n: usize) -> bool {
+        self.phys_ops.len() + n <= MAX_PHYS_OPS
     }
 
     /// Back to the reset state (VM reset); the tables keep their reserved memory.
@@ -345,11 +434,13 @@ impl Its {
         devices.clear();
         ites.clear();
         lpis.clear();
+        let owned = self.owned.clone();
         *self = Its {
             devices,
             ites,
             lpis,
             stats,
+            owned,
             ..Its::new(self.cfg)
         };
     }
@@ -481,7 +572,9 @@ impl Its {
         let size = self.queue_size();
         let mut budget = WORK_BUDGET;
         while self.creadr != self.cwriter {
-            if budget == 0 {
+            // A command touching an owned device records at most two physical operations
+            // (MAPC and MOVALL may record more: they stop at the buffer's end, see `retarget`).
+            if budget == 0 || !self.phys_room(2) {
                 self.stats.budget_stops += 1;
                 return;
             }
@@ -494,6 +587,7 @@ impl Its {
                 }
             }
             let c = Cmd(words);
+            let ops_before = self.phys_ops.len() as u32;
             let (cost, result) = if ok {
                 self.execute(&c, ram)
             } else {
@@ -504,7 +598,9 @@ impl Its {
                 self.stats.errors += 1;
                 self.stats.last_error = Some((c.opcode(), e));
             }
-            budget = budget.saturating_sub(cost.max(1));
+            let ops = self.phys_ops.len() as u32;
+            budget =
+                budget.saturating_sub(cost.max(1) + ops.saturating_sub(ops_before) * PHYS_OP_COST);
             self.creadr = (self.creadr + CMD_SIZE) % size;
         }
     }
@@ -585,6 +681,15 @@ impl Its {
         if found.is_ok() || !c.valid() {
             self.unmap_events(|i| i.dev == dev);
         }
+        if self.owns(dev) {
+            if found.is_ok() || !c.valid() {
+                self.phys(PhysItsOp::UnmapDevice { dev });
+            }
+            if c.valid() && (found.is_ok() || self.devices.len() < self.cfg.max_devices) {
+                let event_bits = c.size() as u8 + 1;
+                self.phys(PhysItsOp::MapDevice { dev, event_bits });
+            }
+        }
         match (found, c.valid()) {
             (Ok(i), true) => self.devices[i].event_bits = c.size() as u8 + 1,
             (Ok(i), false) => {
@@ -629,11 +734,19 @@ impl Its {
             None
         };
         self.collections[icid] = target;
-        // The collection's LPIs follow it (KVM `update_affinity_collection`).
+        // The collection's LPIs follow it (KVM `update_affinity_collection`), and so do the
+        // physical events of owned devices (as far as the buffer has room).
         for k in 0..self.ites.len() {
             let it = self.ites[k];
             if it.icid as usize == icid {
                 self.retarget(it.intid, target.map(VcpuId::from));
+                if let Some(v) = target
+                    && self.owns(it.dev)
+                    && self.phys_room(1)
+                {
+                    let (dev, event, vcpu) = (it.dev, it.event, v as VcpuId);
+                    self.phys(PhysItsOp::MoveEvent { dev, event, vcpu });
+                }
             }
         }
         Ok(())
@@ -688,6 +801,13 @@ impl Its {
             Err(k) => self.ites.insert(k, ite),
         }
         let target = self.collections[icid as usize].map(VcpuId::from);
+        if self.owns(dev) {
+            if at.is_ok() {
+                self.phys(PhysItsOp::UnmapEvent { dev, event });
+            }
+            let vcpu = target.unwrap_or(0);
+            self.phys(PhysItsOp::MapEvent { dev, event, vcpu });
+        }
         match self.lpis.binary_search_by_key(&intid, |l| l.intid) {
             Ok(k) => self.lpis[k].refs += 1,
             Err(k) => {
@@ -785,6 +905,10 @@ impl Its {
         let (k, ite) = self.ite(c.device(), c.event())?;
         self.unpend(ite.intid);
         self.ites.remove(k);
+        if self.owns(ite.dev) {
+            let (dev, event) = (ite.dev, ite.event);
+            self.phys(PhysItsOp::UnmapEvent { dev, event });
+        }
         self.unref_lpi(ite.intid);
         Ok(())
     }
@@ -823,6 +947,10 @@ impl Its {
         };
         self.ites[k].icid = icid as u16;
         self.retarget(ite.intid, Some(target as VcpuId));
+        if self.owns(ite.dev) {
+            let (dev, event, vcpu) = (ite.dev, ite.event, target as VcpuId);
+            self.phys(PhysItsOp::MoveEvent { dev, event, vcpu });
+        }
         Ok(())
     }
 
@@ -833,6 +961,17 @@ impl Its {
             if self.lpis[k].target == Some(from) {
                 let intid = self.lpis[k].intid;
                 self.retarget(intid, Some(to));
+            }
+        }
+        // Owned devices' events of LPIs that now go to `to` follow on the physical side.
+        for k in 0..self.ites.len() {
+            let it = self.ites[k];
+            if self.owns(it.dev)
+                && self.phys_room(1)
+                && self.lpi(it.intid).is_some_and(|l| l.target == Some(to))
+            {
+                let (dev, event, vcpu) = (it.dev, it.event, to);
+                self.phys(PhysItsOp::MoveEvent { dev, event, vcpu });
             }
         }
         Ok(())

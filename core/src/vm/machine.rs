@@ -175,6 +175,8 @@ pub enum InjectKind {
     UartSpi,
     /// A passed-through device's SPI, linked to the physical one.
     PassthroughSpi,
+    /// A passed-through PCI function's MSI: a physical LPI made an event of the VM's ITS.
+    Msi,
 }
 
 /// The most system-register encodings a vCPU's trap counters keep by name.
@@ -216,8 +218,8 @@ impl VcpuStats {
 pub struct VmStats {
     /// MMIO accesses by (device, register group).
     pub mmio: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
-    /// Interrupts injected: SGI, timer PPI, UART SPI, passthrough SPI.
-    pub injected: [AtomicU64; 4],
+    /// Interrupts injected: SGI, timer PPI, UART SPI, passthrough SPI, MSI.
+    pub injected: [AtomicU64; 5],
     /// Guest accesses aborted (unowned address, undecodable access).
     pub aborts: AtomicU64,
     /// Passed-through SPIs taken on a CPU other than that of the vCPU they were for (each
@@ -233,6 +235,7 @@ impl VmStats {
             InjectKind::TimerPpi => 1,
             InjectKind::UartSpi => 2,
             InjectKind::PassthroughSpi => 3,
+            InjectKind::Msi => 4,
         };
         self.injected[i].fetch_add(1, Ordering::Relaxed);
     }
@@ -339,6 +342,8 @@ pub trait ExitHw {
     fn console_out(&mut self, vm: &Vm, bytes: &[u8]);
     /// The RAM of the VM whose vCPU exited, for the ITS's tables (read only through this).
     fn guest_ram(&self) -> &dyn crate::mm::GuestRam;
+    /// Does the physical-ITS work the VM's ITS recorded for devices it owns (no VM lock held).
+    fn its_phys(&mut self, vm: &Vm, ops: &[crate::vgic::its::PhysItsOp]);
 }
 
 /// Why a VM could not be created.
@@ -388,6 +393,13 @@ fn reset_vgic(
     vgic.set_lr_format(lr_format);
     if config.its == Some(true) {
         vgic.attach_its(crate::vgic::its::ItsConfig::new(config.vcpus));
+        if config.pci
+            && let Some(its) = vgic.its_mut()
+        {
+            // Every requester ID of the bridge's segment but 0 (the bridge itself, and what
+            // QEMU's CPUs write to GITS_TRANSLATER carries): their MSIs reach the physical ITS.
+            its.set_owned(1..0x1_0000);
+        }
     }
     for dev in &config.passthrough {
         for &irq in &dev.irqs {
@@ -668,8 +680,15 @@ impl Vm {
                     (None, _) => None,
                 };
                 let kicks = vgic.take_kicks();
+                let ops = vgic
+                    .its_mut()
+                    .map(|i| i.take_phys_ops())
+                    .unwrap_or_default();
                 drop(vgic);
                 hw.kick(self, kicks);
+                if !ops.is_empty() {
+                    hw.its_phys(self, &ops);
+                }
                 match raw {
                     Some(v) => (v, crate::vgic::its::reg_name(offset)),
                     None => (0, "bad-access"),

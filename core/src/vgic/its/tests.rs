@@ -752,6 +752,87 @@ fn reset_forgets_every_mapping_and_keeps_the_reserved_tables() {
     assert!(!v.its.lpis_enabled(0));
 }
 
+#[test]
+fn commands_on_a_device_the_vm_owns_record_the_physical_work_in_order() {
+    let mut v = with_device();
+    v.its.set_owned(1..0x1_0000);
+    v.send(&[
+        mapd(9, 4, true),
+        mapti(9, 0, 8192, 1),
+        movi(9, 0, 0),
+        mapc(0, 2, true),
+        ev(cmd::DISCARD, 9, 0),
+        mapd(9, 0, false),
+    ]);
+    assert_eq!(v.errors(), 0);
+    assert_eq!(
+        v.its.take_phys_ops().as_slice(),
+        [
+            PhysItsOp::MapDevice {
+                dev: 9,
+                event_bits: 5
+            },
+            PhysItsOp::MapEvent {
+                dev: 9,
+                event: 0,
+                vcpu: 1
+            },
+            PhysItsOp::MoveEvent {
+                dev: 9,
+                event: 0,
+                vcpu: 0
+            },
+            PhysItsOp::MoveEvent {
+                dev: 9,
+                event: 0,
+                vcpu: 2
+            },
+            PhysItsOp::UnmapEvent { dev: 9, event: 0 },
+            PhysItsOp::UnmapDevice { dev: 9 },
+        ]
+    );
+    assert!(v.its.take_phys_ops().is_empty(), "taken once");
+}
+
+#[test]
+fn a_device_the_vm_does_not_own_records_no_physical_work() {
+    let mut v = with_device();
+    v.its.set_owned(1..8);
+    v.send(&[mapti(8, 0, 8192, 1), ev(cmd::INT, 8, 0)]);
+    assert!(v.its.take_phys_ops().is_empty());
+    assert_eq!(
+        v.pending_on(1),
+        [8192],
+        "the emulated event works as before"
+    );
+}
+
+#[test]
+fn physical_work_is_bounded_per_access_and_the_queue_goes_on_once_it_was_taken() {
+    let mut v = with_device();
+    v.its.set_owned(1..0x1_0000);
+    let mut cmds = alloc::vec![mapd(9, 8, true)];
+    for e in 0..100 {
+        cmds.push(mapti(9, e, 8192 + e, 0));
+    }
+    v.send(&cmds);
+    let first = v.its.take_phys_ops();
+    assert!(
+        first.len() <= MAX_PHYS_OPS && first.len() > 16,
+        "{}",
+        first.len()
+    );
+    assert!(!v.its.quiescent(), "stopped with commands left");
+    let mut total = first.len();
+    for _ in 0..10 {
+        let _ = v.r(GITS_CREADR, 8);
+        total += v.its.take_phys_ops().len();
+    }
+    assert_eq!(total, 101, "every command's work, in turns");
+    assert_eq!(v.r(GITS_CREADR, 8), v.r(GITS_CWRITER, 8));
+    assert_eq!(v.errors(), 0);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Through the vGIC: the redistributors' LPI registers and the list registers.
 

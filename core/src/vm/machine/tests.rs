@@ -24,6 +24,7 @@ struct FakeHw {
     kicks: u64,
     out: Vec<u8>,
     id_reads: Vec<SysRegId>,
+    phys_ops: usize,
 }
 
 impl ExitHw for FakeHw {
@@ -44,6 +45,10 @@ impl ExitHw for FakeHw {
     }
     fn guest_ram(&self) -> &dyn crate::mm::GuestRam {
         &GUEST_RAM
+    }
+
+    fn its_phys(&mut self, _: &Vm, ops: &[crate::vgic::its::PhysItsOp]) {
+        self.phys_ops += ops.len();
     }
 }
 

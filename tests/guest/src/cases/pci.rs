@@ -3,17 +3,27 @@
 //! the bridge's 32-bit window. Natively the guest owns QEMU's bridge; under exitless a VM with
 //! `pci = true` owns the host's, mapped 1:1.
 
+use crate::cases::{R_IRQ, exit_delta, exits, neg, pos, show_exits, virt};
+use crate::its::{self as c, PROP_ON};
 use crate::pci::{self, Func};
-use crate::rt::platform;
+use crate::rt::{self, gic, platform};
 use crate::tap::{Case, Only, Outcome};
 use crate::{diag, ensure, hw};
 
-pub const CASES: &[Case] = &[Case {
-    group: "pci",
-    name: "the edu device is found through ECAM and its BAR0 identification register reads 0x010000ed",
-    only: Only::V3,
-    f: edu_found,
-}];
+pub const CASES: &[Case] = &[
+    Case {
+        group: "pci",
+        name: "the edu device is found through ECAM and its BAR0 identification register reads 0x010000ed",
+        only: Only::V3,
+        f: edu_found,
+    },
+    Case {
+        group: "pci",
+        name: "1000 MSIs from edu, mapped with MAPD/MAPTI of its requester ID, are 1000 LPIs, each taken once (virtualized: 1 exit each)",
+        only: Only::V3,
+        f: edu_msi,
+    },
+];
 
 /// edu's identification register (BAR0 + 0): major 1, minor 0, 0xed.
 const EDU_ID: u32 = 0x0100_00ed;
@@ -47,5 +57,90 @@ fn edu_found() -> Outcome {
     hw::write32(bar + 4, 0x1234_5678);
     let live = hw::read32(bar + 4);
     ensure!(live == !0x1234_5678, "liveness register {live:#x}");
+    Outcome::Pass
+}
+
+/// Raises one MSI (BAR0 + 0x60: "raise interrupt"), takes it on CPU 0 by polling, and lowers
+/// it (BAR0 + 0x64: "interrupt acknowledge"); the INTID taken, if any.
+fn one_msi(bar: usize) -> Option<u32> {
+    let g = gic();
+    hw::write32(bar + 0x60, 1);
+    let end = hw::now() + pos();
+    let mut got = None;
+    while hw::now() < end {
+        let iar = g.ack();
+        let id = g.intid(iar);
+        if (1020..rt::LPI_MIN).contains(&id) {
+            continue;
+        }
+        g.eoi(iar);
+        got = Some(id);
+        break;
+    }
+    hw::write32(bar + 0x64, 1);
+    got
+}
+
+fn edu_msi() -> Outcome {
+    let its = match rt::its() {
+        Ok(i) => i,
+        Err(e) => return Outcome::Skip(e),
+    };
+    let (f, bar) = match edu() {
+        Ok(x) => x,
+        Err(o) => return o,
+    };
+    let g = gic();
+    if !its.fresh(g) {
+        return Outcome::Fail;
+    }
+    let lpi = its.lpi(PROP_ON);
+    let rid = f.rid();
+    let mapped = its.send(&[
+        c::mapd(rid, 1, its.itt(1), true),
+        c::mapti(rid, 0, lpi, 0),
+        c::sync(its.rd(g, 0)),
+    ]);
+    ensure!(mapped, "the ITS did not take MAPD/MAPTI");
+    // The MSI goes to GITS_TRANSLATER: the ITS's frame + 0x10040; data = EventID 0.
+    ensure!(
+        f.enable_msi(its.base as u64 + 0x1_0040, 0),
+        "edu has no MSI capability"
+    );
+    let v = virt();
+    let before = if v { exits() } else { [0; 11] };
+    let mut ok = 0;
+    let mut wrong = None;
+    for _ in 0..1000 {
+        match one_msi(bar) {
+            Some(id) if id == lpi => ok += 1,
+            other => {
+                wrong = Some(other);
+                break;
+            }
+        }
+    }
+    let after = if v { exits() } else { [0; 11] };
+    let extra = hw::wait_until(neg(), || g.intid(g.hppir()) != 1023);
+    // Tidy up: MSI off, device unmapped.
+    f.write(0x04, f.read(0x04) & !0b100);
+    let _ = its.send(&[c::mapd(rid, 1, 0, false), c::sync(its.rd(g, 0))]);
+    diag!("{ok} of 1000 MSIs taken as LPI {lpi}");
+    ensure!(
+        wrong.is_none(),
+        "after {ok}: took {:?}, want LPI {lpi}",
+        wrong.flatten()
+    );
+    ensure!(!extra, "an interrupt was left pending after the last MSI");
+    if v {
+        let d = exit_delta(&before, &after);
+        show_exits("1000 MSIs (raise, LPI taken, ack)", &d);
+        ensure!(d[R_IRQ] == 1000, "{} IRQ exits, want 1 per MSI", d[R_IRQ]);
+        let others: i64 = (0..d.len()).filter(|&i| i != R_IRQ).map(|i| d[i]).sum();
+        ensure!(
+            others == 0,
+            "{others} other exits, want 0 (acknowledge and EOI are free)"
+        );
+    }
     Outcome::Pass
 }
