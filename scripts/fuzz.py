@@ -29,7 +29,7 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TARGETS = ["vm_exits", "esr", "psci", "pl011", "bundle", "config", "dtb"]
+TARGETS = ["vm_exits", "its", "esr", "psci", "pl011", "bundle", "config", "dtb"]
 WORK = os.path.join(ROOT, "target", "fuzz-corpus")
 # The most input bytes --save keeps per target in fuzz/corpus/TARGET.hex.
 SAVE_BYTES = 16 * 1024

@@ -15,6 +15,9 @@
 //!   concerns linked interrupts only and routes to vCPUs that exist; no kick names a vCPU that
 //!   does not exist.
 //! * [`pl011`]: the output the guest can leave behind between two drains is bounded.
+//! * [`its`]: the vITS's tables never grow past their reserved size, one access reads guest
+//!   memory a bounded number of times and leaves at most `MAX_PHYS_OPS` physical operations,
+//!   and no kick names a vCPU that does not exist.
 
 use alloc::format;
 use alloc::vec::Vec;
@@ -334,6 +337,113 @@ pub fn pl011(data: &[u8]) {
         }
         // The shell drains the output after every exit: one write leaves at most one byte.
         assert!(uart.take_output().count() <= 1);
+    }
+}
+
+/// Guest RAM that counts its reads (for the per-access bound).
+struct CountingRam<'a> {
+    ram: crate::mm::SliceRam<'a>,
+    reads: core::cell::Cell<u64>,
+}
+
+impl crate::mm::GuestRam for CountingRam<'_> {
+    fn read(&self, ipa: u64, buf: &mut [u8]) -> bool {
+        self.reads.set(self.reads.get() + 1);
+        self.ram.read(ipa, buf)
+    }
+}
+
+/// A VM's ITS (4 vCPUs, every DeviceID but 0 owned by the VM) driven by any guest: the first
+/// 16 KiB of the input are its RAM (command queue, tables: whatever the guest wrote), the rest
+/// a sequence of GITS_* accesses, redistributor LPI register writes, device events and list
+/// register round trips.
+pub fn its(data: &[u8]) {
+    use crate::vgic::its::{Its, ItsConfig, MAX_PHYS_OPS, WORK_BUDGET, regs};
+    const BASE: u64 = 0x4000_0000;
+    let (image, ops) = data.split_at(data.len().min(0x4000));
+    let mut bytes = alloc::vec![0u8; 0x4_0000];
+    bytes[..image.len()].copy_from_slice(image);
+    let ram = CountingRam {
+        ram: crate::mm::SliceRam {
+            base: BASE,
+            bytes: &bytes,
+        },
+        reads: core::cell::Cell::new(0),
+    };
+    let cfg = ItsConfig {
+        vcpus: 4,
+        max_devices: 8,
+        max_events: 32,
+    };
+    let mut its = Its::new(cfg);
+    its.set_owned(1..0x1_0000);
+    let reserved = its.reserved();
+    let offsets = [
+        regs::GITS_CTLR,
+        regs::GITS_IIDR,
+        regs::GITS_TYPER,
+        regs::GITS_CBASER,
+        regs::GITS_CWRITER,
+        regs::GITS_CREADR,
+        regs::GITS_BASER,
+        regs::GITS_BASER + 8,
+        regs::GITS_TRANSLATER,
+    ];
+    let mut b = Bytes(ops);
+    while let Some(op) = b.u8() {
+        ram.reads.set(0);
+        let sel = usize::from(b.u8().unwrap_or(0));
+        let width = [1, 2, 4, 8][usize::from(op >> 4 & 3)];
+        let offset = match op >> 6 {
+            0 => u64::from(b.u32().unwrap_or(0)) % regs::GITS_SIZE,
+            _ => offsets[sel % offsets.len()] + u64::from(op >> 4 & 1) * 4,
+        };
+        let v = b.u64().unwrap_or(0);
+        // Addresses the guest writes mostly point into its RAM, where the input put its tables.
+        let v = if op & 8 != 0 {
+            BASE | (v & 0x3_ffe0) | v >> 63 << 63
+        } else {
+            v
+        };
+        match op & 7 {
+            0 => {
+                black_box(its.read(offset, width, &ram));
+            }
+            1 | 2 => {
+                black_box(its.write(offset, width, v, &ram));
+            }
+            3 => its.set_propbaser(sel % 4, v),
+            4 => its.set_pendbaser(sel % 4, v),
+            5 => its.set_lpis_enabled(sel % 4, v & 1 != 0, &ram),
+            6 => {
+                let _ = black_box(its.raise(v as u32 & 0xffff, (v >> 32) as u32));
+            }
+            _ => {
+                let intid = 8192 + (v as u32 & 0xff);
+                its.set_pending(intid, v >> 63 != 0);
+                if let Some(st) = its.lpi_mut(intid) {
+                    st.active = v >> 62 & 1 != 0;
+                }
+            }
+        }
+        // Bounded work per access: a command is four reads, a unit at most one more.
+        assert!(
+            ram.reads.get() <= 5 * u64::from(WORK_BUDGET) + 4096,
+            "{} reads",
+            ram.reads.get()
+        );
+        assert!(its.take_phys_ops().len() <= MAX_PHYS_OPS);
+        assert_eq!(
+            its.take_kicks() >> 4,
+            0,
+            "a kick of a vCPU that does not exist"
+        );
+        let (devices, events, lpis, _) = its.usage();
+        assert!(devices <= 8 && events <= 32 && lpis <= 32);
+        assert_eq!(its.reserved(), reserved, "a table grew");
+        for v in 0..4 {
+            black_box(its.deliverable_for(v).count());
+        }
     }
 }
 

@@ -211,6 +211,27 @@ pub fn run() {
     hw::irq_disable();
     report("vtimer-entry", &mut s, per_op(&a, &b, N + WARMUP, &zero));
 
+    // A device's MSI (QEMU's edu behind the PCIe bridge, GICv3 with an ITS): the write that
+    // raises it (BAR0 + 0x60) to the LPI handler's entry.
+    if let Ok((f, bar, _lpi)) = cases::pci::edu_msi_setup() {
+        hw::irq_enable();
+        let a = snap();
+        for i in 0..N + WARMUP {
+            let n0 = CPUS[0].count.load(SeqCst);
+            let t0 = hw::now();
+            hw::write32(bar + 0x60, 1);
+            while CPUS[0].count.load(SeqCst) == n0 {}
+            hw::write32(bar + 0x64, 1);
+            if i >= WARMUP {
+                s[i - WARMUP] = ns(CPUS[0].last.load(SeqCst) - t0, 1);
+            }
+        }
+        let b = snap();
+        hw::irq_disable();
+        cases::pci::edu_msi_teardown(&f);
+        report("msi-entry", &mut s, per_op(&a, &b, N + WARMUP, &zero));
+    }
+
     // IAR + EOI of pending SPIs: BATCH (<= 4, the list registers) made pending at once,
     // untimed, interrupts masked; then BATCH acknowledge + EOI pairs timed.
     cases::reset();

@@ -11,7 +11,7 @@ mod deliver;
 mod dist;
 mod hyp;
 mod its;
-mod pci;
+pub mod pci;
 mod psci;
 pub mod timer;
 

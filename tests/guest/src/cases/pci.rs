@@ -81,18 +81,14 @@ fn one_msi(bar: usize) -> Option<u32> {
     got
 }
 
-fn edu_msi() -> Outcome {
-    let its = match rt::its() {
-        Ok(i) => i,
-        Err(e) => return Outcome::Skip(e),
-    };
-    let (f, bar) = match edu() {
-        Ok(x) => x,
-        Err(o) => return o,
-    };
+/// edu with its MSI mapped to a fresh LPI on CPU 0's collection: (function, BAR0, LPI).
+pub fn edu_msi_setup() -> Result<(Func, usize, u32), Outcome> {
+    let its = rt::its().map_err(Outcome::Skip)?;
+    let (f, bar) = edu()?;
     let g = gic();
     if !its.fresh(g) {
-        return Outcome::Fail;
+        diag!("the ITS did not take the reset commands");
+        return Err(Outcome::Fail);
     }
     let lpi = its.lpi(PROP_ON);
     let rid = f.rid();
@@ -101,12 +97,33 @@ fn edu_msi() -> Outcome {
         c::mapti(rid, 0, lpi, 0),
         c::sync(its.rd(g, 0)),
     ]);
-    ensure!(mapped, "the ITS did not take MAPD/MAPTI");
+    if !mapped {
+        diag!("the ITS did not take MAPD/MAPTI");
+        return Err(Outcome::Fail);
+    }
     // The MSI goes to GITS_TRANSLATER: the ITS's frame + 0x10040; data = EventID 0.
-    ensure!(
-        f.enable_msi(its.base as u64 + 0x1_0040, 0),
-        "edu has no MSI capability"
-    );
+    if !f.enable_msi(its.base as u64 + 0x1_0040, 0) {
+        diag!("edu has no MSI capability");
+        return Err(Outcome::Fail);
+    }
+    Ok((f, bar, lpi))
+}
+
+/// Undoes [`edu_msi_setup`]: bus mastering (and so MSIs) off, the device unmapped.
+pub fn edu_msi_teardown(f: &Func) {
+    f.write(0x04, f.read(0x04) & !0b100);
+    if let Ok(its) = rt::its() {
+        let g = gic();
+        let _ = its.send(&[c::mapd(f.rid(), 1, 0, false), c::sync(its.rd(g, 0))]);
+    }
+}
+
+fn edu_msi() -> Outcome {
+    let (f, bar, lpi) = match edu_msi_setup() {
+        Ok(x) => x,
+        Err(o) => return o,
+    };
+    let g = gic();
     let v = virt();
     let before = if v { exits() } else { [0; 11] };
     let mut ok = 0;
@@ -122,9 +139,7 @@ fn edu_msi() -> Outcome {
     }
     let after = if v { exits() } else { [0; 11] };
     let extra = hw::wait_until(neg(), || g.intid(g.hppir()) != 1023);
-    // Tidy up: MSI off, device unmapped.
-    f.write(0x04, f.read(0x04) & !0b100);
-    let _ = its.send(&[c::mapd(rid, 1, 0, false), c::sync(its.rd(g, 0))]);
+    edu_msi_teardown(&f);
     diag!("{ok} of 1000 MSIs taken as LPI {lpi}");
     ensure!(
         wrong.is_none(),
