@@ -402,14 +402,17 @@ impl Vgic {
     /// vCPUs to kick (bit n = vCPU n), and forgets them. The ITS's are kept to the vCPUs that
     /// run (one that does not sees its LPIs at its next flush).
     pub fn take_kicks(&mut self) -> u64 {
-        let its = self.its.as_mut().map_or(0, |i| i.take_kicks());
-        let running = self
-            .cpus
-            .iter()
-            .enumerate()
-            .filter(|(_, c)| c.running)
-            .fold(0u64, |m, (n, _)| m | 1 << n);
-        core::mem::take(&mut self.kicks) | (its & running)
+        let mut kicks = core::mem::take(&mut self.kicks);
+        // Every exit asks: the ITS's kicks cost a look at the vCPUs only when there are some.
+        let mut its = self.its.as_mut().map_or(0, |i| i.take_kicks());
+        while its != 0 {
+            let n = its.trailing_zeros() as usize;
+            its &= its - 1;
+            if self.cpus.get(n).is_some_and(|c| c.running) {
+                kicks |= 1 << n;
+            }
+        }
+        kicks
     }
 
     /// For the randomized host tests and the fuzzer: takes every vCPU's physical work and the

@@ -5,7 +5,8 @@
 //!
 //! 1. OPS random operations on every vCPU at once (while the victim runs its cases): MMIO of
 //!    every width, aligned or not, to the distributor, every redistributor frame (also those
-//!    of vCPUs that are off), the UART and unmapped space; loads and stores that give no
+//!    of vCPUs that are off), the ITS (its queue pointed at random guest memory: random
+//!    commands), the UART and unmapped space; loads and stores that give no
 //!    syndrome (ISV = 0: LDP/STP, writeback); HVC and SMC with random function IDs, immediates
 //!    and arguments; random system-register reads, and writes of the registers that trap or
 //!    drive interrupts (ICC_*, the timers, ID, IMPLEMENTATION DEFINED and ACTLR encodings); SGI
@@ -46,6 +47,7 @@ const OPS: u64 = 100_000;
 enum Kind {
     Gicd,
     Gicr,
+    Its,
     Uart,
     Unmapped,
     NoSyndrome,
@@ -63,10 +65,11 @@ enum Kind {
     OtherException,
     Irq,
 }
-const KINDS: usize = 18;
+const KINDS: usize = 19;
 const NAMES: [&str; KINDS] = [
     "gicd",
     "gicr",
+    "its",
     "uart",
     "unmapped",
     "no-syndrome",
@@ -390,6 +393,10 @@ fn one(c: usize, rng: &mut Rng) {
             count(Kind::Gicd);
             mmio(g.gicd + rng.below(0x1_0000) as usize, rng);
         }
+        35..40 if platform().its != 0 => {
+            count(Kind::Its);
+            its_attack(platform().its, rng);
+        }
         20..40 => {
             count(Kind::Gicr);
             if g.version == Version::V3 {
@@ -534,6 +541,22 @@ fn clear_active_priorities() {
             hw::write32(g.gicc + 0xd0, 0); // GICC_APR0
             hw::write32(g.gicc + 0xe0, 0); // GICC_NSAPR0
         }
+    }
+}
+
+/// An access to the VM's ITS: any register at random, or its command queue pointed at this
+/// guest's own RAM (its code and data then read as commands: random ones, bad IDs, huge MAPD
+/// sizes, table addresses anywhere) and its GITS_CWRITER moved anywhere.
+fn its_attack(its: usize, rng: &mut Rng) {
+    match rng.below(4) {
+        0 | 1 => mmio(its + rng.below(0x2_0000) as usize, rng),
+        2 => {
+            hw::write32(its, 0);
+            let page = (0x4000_0000 + rng.below(0x100_0000)) & !0xfff;
+            hw::write64(its + 0x80, 1 << 63 | page | rng.below(16));
+            hw::write32(its, 1);
+        }
+        _ => hw::write64(its + 0x88, rng.next() & 0xf_ffe0),
     }
 }
 
