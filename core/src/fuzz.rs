@@ -87,19 +87,13 @@ impl ExitHw for FakeHw {
         self.out += bytes.len();
     }
     fn guest_ram(&self) -> &dyn crate::mm::GuestRam {
-        &GUEST_RAM
+        &crate::mm::ZEROED_RAM
     }
 
     fn its_phys(&mut self, _: &Vm, ops: &[crate::vgic::its::PhysItsOp]) {
         self.phys_ops += ops.len();
     }
 }
-
-/// 64 KiB of zeroed guest RAM at the default RAM base.
-static GUEST_RAM: crate::mm::SliceRam<'static> = crate::mm::SliceRam {
-    base: 0x4000_0000,
-    bytes: &[0; 0x1_0000],
-};
 
 /// A VM (vGICv3 or vGICv2, 1 to 4 vCPUs, the RTC passed through with SPI 34) driven by a
 /// sequence of exits, interrupt injections and guest list-register changes, as the run loop

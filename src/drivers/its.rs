@@ -491,7 +491,16 @@ impl Its {
                 o.store(0, Ordering::Release);
             }
         }
-        self.send(&[
+        self.send(&self.unmap_device_cmds(dev))?;
+        // SAFETY: `itt` was allocated with `layout` in `apply` and the ITS no longer uses it
+        // (MAPD V=0 and SYNC completed above).
+        unsafe { alloc::alloc::dealloc(itt as *mut u8, layout) };
+        Ok(())
+    }
+
+    /// MAPD V=0 of `dev`, then SYNC.
+    fn unmap_device_cmds(&self, dev: u32) -> [Command; 2] {
+        [
             Command::Mapd {
                 dev,
                 event_bits: 1,
@@ -501,11 +510,7 @@ impl Its {
             Command::Sync {
                 rdbase: self.boot_rdbase,
             },
-        ])?;
-        // SAFETY: `itt` was allocated with `layout` in `apply` and the ITS no longer uses it
-        // (MAPD V=0 and SYNC completed above).
-        unsafe { alloc::alloc::dealloc(itt as *mut u8, layout) };
-        Ok(())
+        ]
     }
 
     fn set_prop_byte(&self, intid: u32, on: bool) {
@@ -578,18 +583,8 @@ impl Its {
             true
         });
         self.set_lpi(SELF_TEST_LPI, false, 0, 0)?;
-        self.send(&[
-            Command::Discard { dev: 0, event: 0 },
-            Command::Mapd {
-                dev: 0,
-                event_bits: 1,
-                itt: 0,
-                valid: false,
-            },
-            Command::Sync {
-                rdbase: self.boot_rdbase,
-            },
-        ])?;
+        self.send(&[Command::Discard { dev: 0, event: 0 }])?;
+        self.send(&self.unmap_device_cmds(0))?;
         let t = got.ok_or_else(|| {
             format!(
                 "INT of LPI {SELF_TEST_LPI} was not taken within {} ms",

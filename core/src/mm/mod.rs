@@ -73,6 +73,13 @@ impl GuestRam for SliceRam<'_> {
     }
 }
 
+/// 64 KiB of zeroed guest RAM at QEMU virt's RAM base, for the host tests and the fuzzers.
+#[cfg(any(test, feature = "fuzzing"))]
+pub static ZEROED_RAM: SliceRam<'static> = SliceRam {
+    base: 0x4000_0000,
+    bytes: &[0; 0x1_0000],
+};
+
 /// A 4 KiB page, the only translation granule exitless uses.
 pub const PAGE_SIZE: u64 = 4096;
 

@@ -44,19 +44,13 @@ impl ExitHw for FakeHw {
         self.out.extend_from_slice(bytes);
     }
     fn guest_ram(&self) -> &dyn crate::mm::GuestRam {
-        &GUEST_RAM
+        &crate::mm::ZEROED_RAM
     }
 
     fn its_phys(&mut self, _: &Vm, ops: &[crate::vgic::its::PhysItsOp]) {
         self.phys_ops += ops.len();
     }
 }
-
-/// 64 KiB of zeroed guest RAM at the default RAM base.
-static GUEST_RAM: crate::mm::SliceRam<'static> = crate::mm::SliceRam {
-    base: 0x4000_0000,
-    bytes: &[0; 0x1_0000],
-};
 
 /// The lock-order rule (module head): no VM lock is held across a call into the shell. Every
 /// test below, the randomized hostile guests included, checks it on every `ExitHw` call.
