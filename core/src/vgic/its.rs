@@ -425,26 +425,6 @@ impl Its {
         self.phys_ops.len() + n <= MAX_PHYS_OPS
     }
 
-    /// Back to the reset state (VM reset); the tables keep their reserved memory.
-    pub fn reset(&mut self) {
-        let stats = self.stats;
-        let mut devices = core::mem::take(&mut self.devices);
-        let mut ites = core::mem::take(&mut self.ites);
-        let mut lpis = core::mem::take(&mut self.lpis);
-        devices.clear();
-        ites.clear();
-        lpis.clear();
-        let owned = self.owned.clone();
-        *self = Its {
-            devices,
-            ites,
-            lpis,
-            stats,
-            owned,
-            ..Its::new(self.cfg)
-        };
-    }
-
     // --- GITS_* registers ----------------------------------------------------------------
 
     /// A guest read of `width` bytes at `offset` in the ITS frames; `None` for an offset or a

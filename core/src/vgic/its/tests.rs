@@ -741,18 +741,6 @@ fn accesses_of_the_wrong_width_or_to_no_register_are_reported() {
 }
 
 #[test]
-fn reset_forgets_every_mapping_and_keeps_the_reserved_tables() {
-    let mut v = with_device();
-    v.send(&[mapti(8, 0, 8192, 0), ev(cmd::INT, 8, 0)]);
-    let reserved = v.its.reserved();
-    v.its.reset();
-    assert_eq!(v.its.usage().0..v.its.usage().2, 0..0);
-    assert_eq!(v.its.reserved(), reserved);
-    assert_eq!(v.its.read(GITS_CTLR, 4, &v.ram), Some(1 << 31));
-    assert!(!v.its.lpis_enabled(0));
-}
-
-#[test]
 fn commands_on_a_device_the_vm_owns_record_the_physical_work_in_order() {
     let mut v = with_device();
     v.its.set_owned(1..0x1_0000);
