@@ -7,6 +7,9 @@
 #   $CACHE/guest/Image                  raw arm64 Image (boot/vmlinuz-* of the package)
 #   $CACHE/guest/bcm2711-rpi-4-b.dtb    usr/lib/linux-image-*/broadcom/bcm2711-rpi-4-b.dtb
 #   $CACHE/guest/busybox                static arm64 busybox
+#   $CACHE/guest/modules/*.ko           the kernel's modules for a PCI virtio disk with an ext2
+#                                       file system (MODULES below)
+#   $CACHE/guest/modules/order          their names, one a line, in load order
 #   $CACHE/guest/kernel-version         one line: the kernel release, e.g. 6.1.0-37-arm64
 # When these exist it does nothing (no apt calls).
 #
@@ -25,7 +28,12 @@ esac
 
 G=$CACHE/guest
 DEBS=$G/debs
+# Debian builds these as modules; the boot test of a passed-through PCIe bridge loads them in
+# this order (each after the ones it depends on) to read a virtio-blk-pci disk.
+MODULES=(virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci virtio_blk crc16 crc32c_generic mbcache jbd2 ext4)
 OUTS=("$G/Image" "$G/bcm2711-rpi-4-b.dtb" "$G/busybox" "$G/kernel-version")
+for m in "${MODULES[@]}"; do OUTS+=("$G/modules/$m.ko"); done
+OUTS+=("$G/modules/order")
 
 done_already() {
 	local f
@@ -104,6 +112,15 @@ log "extracting Image and bcm2711-rpi-4-b.dtb from $(basename "$kdeb")"
 dpkg-deb --fsys-tarfile "$kdeb" | tar -x -i -C "$tmp" \
 	"./boot/vmlinuz-$krel" "./usr/lib/linux-image-$krel/broadcom/bcm2711-rpi-4-b.dtb" ||
 	die "$kdeb lacks boot/vmlinuz-$krel or the broadcom/bcm2711-rpi-4-b.dtb: Debian changed the layout"
+mods=()
+listing=$(dpkg-deb --fsys-tarfile "$kdeb" | tar -t)
+for m in "${MODULES[@]}"; do
+	path=$(grep -E "^\./lib/modules/$krel/kernel/.*/$m\.ko$" <<<"$listing") ||
+		die "$kdeb has no module $m.ko: Debian changed its kernel configuration (built in now?)"
+	mods+=("${path%%$'\n'*}")
+done
+log "extracting ${#mods[@]} modules (virtio PCI, virtio-blk, ext4 with crc32c)"
+dpkg-deb --fsys-tarfile "$kdeb" | tar -x -C "$tmp" "${mods[@]}"
 bb=$(dpkg-deb --fsys-tarfile "$bdeb" | tar -t | grep -E '^\./(usr/)?bin/busybox$') ||
 	die "no bin/busybox in $bdeb: Debian changed the busybox-static layout"
 bb=${bb%%$'\n'*}
@@ -124,6 +141,9 @@ rm -f "$G/kernel-version"
 install -m 0644 "$img" "$G/Image"
 install -m 0644 "$tmp/usr/lib/linux-image-$krel/broadcom/bcm2711-rpi-4-b.dtb" "$G/bcm2711-rpi-4-b.dtb"
 install -m 0755 "$tmp/$bb" "$G/busybox"
+mkdir -p "$G/modules"
+for p in "${mods[@]}"; do install -m 0644 "$tmp/$p" "$G/modules/"; done
+printf '%s\n' "${MODULES[@]}" >"$G/modules/order"
 printf '%s\n' "$krel" >"$G/kernel-version.new"
 mv "$G/kernel-version.new" "$G/kernel-version" # written last: marks the set complete
 log "guest ready: kernel $krel${kver:+ ($kver)}, busybox $(dpkg-deb -f "$bdeb" Version)"

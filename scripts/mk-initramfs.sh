@@ -8,11 +8,14 @@
 #                       checked against the applet table inside the binary instead)
 #   /init               scripts/guest/init.sh (mounts, prints, runs the boot self-test when the
 #                       kernel command line says exitless.test=boot, otherwise a shell)
+#   /lib/modules/       $CACHE/guest/modules: the kernel's virtio PCI, virtio-blk and ext4
+#                       modules and `order`, their load order (init.sh loads them when the VM
+#                       has a virtio PCI disk)
 #   /bin/badaccess      scripts/guest/badaccess.S, assembled and linked static with binutils
 #                       (aarch64-linux-gnu-as/ld): accesses the hypervisor must abort
 #   /dev/console        character device 5:1: the kernel opens it for init's stdio before init
 #                       can mount devtmpfs
-#   /dev /proc /sys /tmp
+#   /dev /proc /sys /tmp /mnt
 # The archive is written by scripts/mkbundle.py's NewcWriter, so no root (for the device node)
 # and no host cpio are needed, and it is reproducible: sorted names, uid/gid 0, mtime 0, inode
 # numbers counted from 1, gzip without name or timestamp. Same inputs, same bytes.
@@ -27,7 +30,7 @@ set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 APPLETS=(sh mount cat echo dmesg grep sleep poweroff reboot uname ls mkdir head tail wc setsid
-	cttyhack sync ps true false awk seq date free nproc taskset hwclock)
+	cttyhack sync ps true false awk seq date free nproc taskset hwclock insmod umount sort tr)
 
 force=0
 case "${1:-}" in
@@ -42,13 +45,12 @@ BUSYBOX=$G/busybox
 INIT=$SCRIPTS_DIR/guest/init.sh
 BADACCESS=$SCRIPTS_DIR/guest/badaccess.S
 OUT=$G/initramfs.cpio.gz
-INPUTS=("$BUSYBOX" "$INIT" "$BADACCESS" "$SCRIPTS_DIR/mk-initramfs.sh" "$SCRIPTS_DIR/mkbundle.py")
+MODULES=$G/modules
+INPUTS=("$BUSYBOX" "$MODULES/order" "$INIT" "$BADACCESS" "$SCRIPTS_DIR/mk-initramfs.sh" "$SCRIPTS_DIR/mkbundle.py")
 
-if [[ ! -s $BUSYBOX ]]; then
-	log "$BUSYBOX missing: running fetch-guest.sh"
-	"$SCRIPTS_DIR/fetch-guest.sh" >/dev/null
-	[[ -s $BUSYBOX ]] || die "fetch-guest.sh did not produce $BUSYBOX: run scripts/fetch-guest.sh --force"
-fi
+# fetch-guest.sh does nothing when its outputs are there.
+"$SCRIPTS_DIR/fetch-guest.sh" >/dev/null
+[[ -s $BUSYBOX && -s $MODULES/order ]] || die "fetch-guest.sh did not produce $BUSYBOX and $MODULES: run scripts/fetch-guest.sh --force"
 [[ -s $INIT ]] || die "$INIT missing: restore it from git"
 
 up_to_date() {
@@ -70,10 +72,10 @@ trap 'rm -f "$tmp" "$obj" "$bin"' EXIT
 aarch64-linux-gnu-as -o "$obj" "$BADACCESS"
 aarch64-linux-gnu-ld -static -o "$bin" "$obj"
 log "building $OUT (busybox + ${#APPLETS[@]} applet links + /init)"
-python3 - "$SCRIPTS_DIR" "$BUSYBOX" "$INIT" "$bin" "$tmp" "${APPLETS[@]}" <<'EOF'
-import gzip, io, sys
+python3 - "$SCRIPTS_DIR" "$BUSYBOX" "$MODULES" "$INIT" "$bin" "$tmp" "${APPLETS[@]}" <<'EOF'
+import gzip, io, os, sys
 
-scripts, busybox_path, init_path, badaccess_path, out_path, *applets = sys.argv[1:]
+scripts, busybox_path, modules_dir, init_path, badaccess_path, out_path, *applets = sys.argv[1:]
 sys.path.insert(0, scripts)
 from mkbundle import NewcWriter
 
@@ -94,12 +96,18 @@ else:
 
 entries = {
     "bin": ("dir", 0o755), "dev": ("dir", 0o755), "proc": ("dir", 0o555),
-    "sys": ("dir", 0o555), "tmp": ("dir", 0o1777),
+    "sys": ("dir", 0o555), "tmp": ("dir", 0o1777), "mnt": ("dir", 0o755),
+    "lib": ("dir", 0o755), "lib/modules": ("dir", 0o755),
     "dev/console": ("chr", (5, 1)),
     "bin/busybox": ("file", (busybox, 0o755)),
     "init": ("file", (init, 0o755)),
     "bin/badaccess": ("file", (open(badaccess_path, "rb").read(), 0o755)),
 }
+order = open(os.path.join(modules_dir, "order"), "rb").read()
+entries["lib/modules/order"] = ("file", (order, 0o644))
+for m in order.decode().split():
+    data = open(os.path.join(modules_dir, m + ".ko"), "rb").read()
+    entries[f"lib/modules/{m}.ko"] = ("file", (data, 0o644))
 for a in applets:
     entries.setdefault(f"bin/{a}", ("link", "busybox"))
 

@@ -4,7 +4,8 @@
 # other Makefile targets, so a fresh Debian machine needs no manual step.
 #   Debian packages: qemu-system-arm (QEMU 7.2: qemu-system-aarch64), binutils-aarch64-linux-gnu
 #   (objcopy for the raw image), device-tree-compiler (dtc, fdtput), cpio (bundles), python3,
-#   u-boot-qemu (U-Boot for QEMU virt: the boot tests start exitless from it with booti).
+#   u-boot-qemu (U-Boot for QEMU virt: the boot tests start exitless from it with booti),
+#   e2fsprogs (mke2fs: the disk image of the PCI passthrough boot test).
 #   Rust: the bare-metal target aarch64-unknown-none-softfloat for the pinned toolchain.
 # QEMU 10 (raspi4b) and the guest kernel are fetched on demand by fetch-qemu10.sh and
 # fetch-guest.sh, into the cache, not here.
@@ -12,7 +13,7 @@ set -euo pipefail
 # shellcheck source=lib.sh source-path=SCRIPTDIR
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-PACKAGES=(qemu-system-arm binutils-aarch64-linux-gnu device-tree-compiler cpio python3 u-boot-qemu)
+PACKAGES=(qemu-system-arm binutils-aarch64-linux-gnu device-tree-compiler cpio python3 u-boot-qemu e2fsprogs)
 TARGET=aarch64-unknown-none-softfloat
 
 missing=()

@@ -57,6 +57,17 @@ impl FrameAlloc for HeapFrames {
     }
 }
 
+/// `size` bytes of host RAM for a guest, 2 MiB aligned, below `limit` if given.
+fn alloc_ram(size: u64, limit: Option<u64>) -> Result<MemRange, MemError> {
+    PHYS.lock()
+        .as_mut()
+        .and_then(|p| match limit {
+            Some(l) => p.alloc_below(size, RAM_ALIGN, l),
+            None => p.alloc(size, RAM_ALIGN),
+        })
+        .ok_or(MemError::NoMemory(size))
+}
+
 /// A VM's memory: where its RAM is in host memory, and its stage-2 tables.
 pub struct GuestMemory {
     /// Guest RAM in the IPA space.
@@ -98,14 +109,19 @@ impl GuestMemory {
     /// passed-through devices), and maps it RWX in a new stage-2 table with an IPA space of
     /// `ipa_bits`.
     pub fn new(ram: MemRange, ipa_bits: u8, limit: Option<u64>) -> Result<Self, MemError> {
-        let pa = PHYS
-            .lock()
-            .as_mut()
-            .and_then(|p| match limit {
-                Some(l) => p.alloc_below(ram.size(), RAM_ALIGN, l),
-                None => p.alloc(ram.size(), RAM_ALIGN),
-            })
-            .ok_or(MemError::NoMemory(ram.size()))?;
+        let pa = alloc_ram(ram.size(), limit)?;
+        Self::map(ram, pa, ipa_bits)
+    }
+
+    /// Allocates `size` bytes of RAM from host memory, below `limit` if given, and maps it at
+    /// the same addresses in the IPA space (IPA == PA: `identity_ram`), so that a device
+    /// passed through without an IOMMU reaches the addresses the guest gives it.
+    pub fn new_identity(size: u64, ipa_bits: u8, limit: Option<u64>) -> Result<Self, MemError> {
+        let pa = alloc_ram(size, limit)?;
+        Self::map(pa, pa, ipa_bits)
+    }
+
+    fn map(ram: MemRange, pa: MemRange, ipa_bits: u8) -> Result<Self, MemError> {
         let mut frames = HeapFrames::default();
         let mut stage2 =
             PageTable::new(&mut frames, Regime::Stage2, ipa_bits).map_err(MemError::Map)?;

@@ -288,6 +288,31 @@ fn create_vm(
         Some(n) => Some(bundle.file(n).ok_or("initrd missing from the bundle")?),
         None => None,
     };
+    // A device passed through may do DMA into guest RAM: keep it where the bus can reach.
+    let limit = if vc.passthrough.is_empty() && !vc.pci {
+        None
+    } else {
+        info.dma_limit
+    };
+    let mut vc = vc;
+    let mut mem = if vc.identity_ram {
+        // IPA == PA: the RAM is wherever host memory is free, and the rest of the VM's map
+        // (its vGIC, UART, the bridge's windows) must not sit there.
+        let mem =
+            GuestMemory::new_identity(vc.memory, ipa_bits, limit).map_err(|e| e.to_string())?;
+        vc.layout.ram = mem.ipa;
+        vc.layout.check(vc.vcpus, vc.gic, ipa_bits).map_err(|e| {
+            alloc::format!(
+                "identity_ram puts its RAM at the host's {:#x}..{:#x}, and then {e}: move \
+                     the other regions in [vm.layout], or say identity_ram = false",
+                mem.ipa.start,
+                mem.ipa.end
+            )
+        })?;
+        mem
+    } else {
+        GuestMemory::new(vc.layout.ram, ipa_bits, limit).map_err(|e| e.to_string())?
+    };
     let plan = image::plan(
         vc.layout.ram,
         kernel,
@@ -303,7 +328,6 @@ fn create_vm(
     });
     // An emulated ITS: as configured, else when the host's GIC has one.
     let host_its = matches!(&info.gic, Some(GicInfo::V3(g)) if !g.its.is_empty());
-    let mut vc = vc;
     vc.its = Some(vc.has_its(host_its));
     let dtb = exitless_core::vm::fdt::build(&GuestDt {
         name: &vc.name,
@@ -318,13 +342,6 @@ fn create_vm(
         pci: info.pci.as_ref().filter(|_| vc.pci),
     })
     .map_err(|e| e.to_string())?;
-    // A device passed through may do DMA into guest RAM: keep it where the bus can reach.
-    let limit = if vc.passthrough.is_empty() {
-        None
-    } else {
-        info.dma_limit
-    };
-    let mut mem = GuestMemory::new(vc.layout.ram, ipa_bits, limit).map_err(|e| e.to_string())?;
     if vc.gic == GicVersion::V2 {
         let gicv = match &info.gic {
             Some(GicInfo::V2(g)) => g.gicv,

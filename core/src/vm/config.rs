@@ -17,6 +17,11 @@
 //! pci = true                      # optional, gic = 3 only, one VM at most: the VM owns the
 //!                                 #   host's PCIe bridge (pci-host-ecam-generic): ECAM and windows
 //!                                 #   mapped 1:1, INTx linked, MSIs through its ITS
+//! identity_ram = true             # optional: guest RAM at its host physical address (IPA ==
+//!                                 #   PA), where exitless allocates it, so that a device passed
+//!                                 #   through without an IOMMU reaches the addresses the guest
+//!                                 #   programs for DMA; default: on with pci = true; excludes
+//!                                 #   ram_base
 //! console = true                  # optional: this VM gets console input first; when no VM
 //!                                 #   says true, the first VM not saying false gets it
 //! [vm.layout]                     # optional IPA map overrides (default: VmLayout::qemu_virt)
@@ -98,6 +103,10 @@ pub struct VmConfig {
     pub its: Option<bool>,
     /// `pci`: the VM owns the host's generic PCIe host bridge.
     pub pci: bool,
+    /// `identity_ram`: the VM's RAM sits at its host physical address (the shell allocates it
+    /// and moves `layout.ram` there before the VM is built); `layout.ram.start` is then only a
+    /// placeholder.
+    pub identity_ram: bool,
     /// True if this VM receives console input first.
     pub console: bool,
     /// The IPA map; `layout.ram` starts at the configured `ram_base` and is `memory` long.
@@ -360,6 +369,8 @@ pub enum ConfigError {
     PciWithGicV2(String),
     /// Two VMs say `pci = true`.
     TwoPci(String, String),
+    /// `identity_ram` (said, or the default with `pci = true`) and `ram_base` both given.
+    IdentityWithRamBase(String),
     /// `pci = true` on a machine without a generic PCIe host bridge.
     NoPciBridge(String),
     /// A vGICv2 on a GICv3 without GICv2 compatibility.
@@ -590,6 +601,13 @@ impl fmt::Display for ConfigError {
                 f,
                 "VMs '{a}' and '{b}' both say pci = true: the host has one PCIe bridge and it goes \
                  to one VM; remove one"
+            ),
+            ConfigError::IdentityWithRamBase(vm) => write!(
+                f,
+                "VM '{vm}' has identity_ram (on by default with pci = true) and [vm.layout] \
+                 ram_base: identity RAM sits where exitless finds free host memory; remove \
+                 ram_base, or say identity_ram = false (then a passed-through device's DMA does \
+                 not reach the guest's RAM)"
             ),
             ConfigError::NoPciBridge(vm) => write!(
                 f,
@@ -1021,6 +1039,7 @@ struct RawVm {
     its: Option<bool>,
     #[serde(default)]
     pci: bool,
+    identity_ram: Option<bool>,
     console: Option<bool>,
     #[serde(default)]
     layout: RawLayout,
@@ -1186,6 +1205,10 @@ impl RawVm {
                 value,
             });
         };
+        let identity_ram = self.identity_ram.unwrap_or(self.pci);
+        if identity_ram && l.ram_base.is_some() {
+            return Err(ConfigError::IdentityWithRamBase(name));
+        }
         let Some(ram) = MemRange::with_size(ram_base, memory) else {
             return Err(ConfigError::RamBase {
                 vm: name,
@@ -1243,6 +1266,7 @@ impl RawVm {
             gic,
             its: self.its,
             pci: self.pci,
+            identity_ram,
             console: self.console.unwrap_or(false),
             layout,
             passthrough,
@@ -1506,6 +1530,34 @@ irqs = [34]                    # SPI INTIDs (32..1019)
                 .contains("pci-host-ecam-generic")
         );
         assert_eq!(c.check(&HOST), Ok(()));
+    }
+
+    #[test]
+    fn identity_ram_is_the_default_with_pci_and_excludes_ram_base() {
+        let v = |extra: &str| parse(&vm("a", extra)).map(|c| c.vms[0].identity_ram);
+        assert_eq!(v(""), Ok(false));
+        assert_eq!(v("pci = true"), Ok(true));
+        assert_eq!(v("pci = true\nidentity_ram = false"), Ok(false));
+        assert_eq!(v("identity_ram = true"), Ok(true));
+        // RAM placed by hand is not identity RAM: said or defaulted, the pair is refused.
+        for extra in [
+            "pci = true\n[vm.layout]\nram_base = 0x80000000",
+            "identity_ram = true\n[vm.layout]\nram_base = 0x80000000",
+        ] {
+            assert_eq!(
+                err(&vm("a", extra)),
+                ConfigError::IdentityWithRamBase("a".into())
+            );
+        }
+        assert_eq!(
+            v("pci = true\nidentity_ram = false\n[vm.layout]\nram_base = 0x80000000"),
+            Ok(false)
+        );
+        assert!(
+            ConfigError::IdentityWithRamBase("a".into())
+                .to_string()
+                .contains("identity_ram = false")
+        );
     }
 
     #[test]
