@@ -127,6 +127,18 @@ if mke2fs -q -t ext2 -d out/logs/pci-disk -L exitless "$disk" 4M >/dev/null; the
 		--forbid "insmod .* failed" \
 		-- -device virtio-blk-pci,drive=disk0 \
 		-drive if=none,id=disk0,format=raw,file="$disk",readonly=on
+	# The same on a GICv4 host: the disk's MSI-X vectors are virtual LPIs the physical ITS
+	# injects into the running vCPU, no exit, no list register (exitless injected 0 MSIs).
+	linux linux-pci-gicv4 linux-pci-test 2 "$V3LINE" --gic 4 --smp 4 --also "$V3ITS" \
+		--also "VM 'linux': its PCI devices' MSIs are injected directly \\(GICv4: 2 vPEs mapped\\)" \
+		--also "exitless-guest: disk file says: $DISKTEXT" \
+		--also "exitless-guest: virtio disk MSI modes: msix" \
+		--also "exitless-guest: virtio ITS MSIs rose from [0-9]+ to [0-9]+" \
+		--also "MSI 0 \\(physical LPIs of owned PCI functions\\)" \
+		--also "direct injection \\(GICv4\\): [1-9][0-9]* events of owned devices are vLPIs" \
+		--forbid "insmod .* failed" \
+		-- -device virtio-blk-pci,drive=disk0 \
+		-drive if=none,id=disk0,format=raw,file="$disk",readonly=on
 else
 	echo "FAIL linux-pci: mke2fs could not make $disk"
 	fails=$((fails + 1))

@@ -121,6 +121,7 @@ pub fn vm_exits(data: &[u8]) {
         pri_bits: 5,
         first_pcpu: 0,
         lr_format: fmt,
+        direct_lpis: false,
     };
     let vm = Vm::new(0, cfg, &host, (0x4000_0000, 0x4800_0000)).expect("a VM");
     let mut hw = FakeHw::default();
@@ -347,8 +348,9 @@ impl crate::mm::GuestRam for CountingRam<'_> {
     }
 }
 
-/// A VM's ITS (4 vCPUs, every DeviceID but 0 owned by the VM) driven by any guest: the first
-/// 16 KiB of the input are its RAM (command queue, tables: whatever the guest wrote), the rest
+/// A VM's ITS (4 vCPUs, every DeviceID but 0 owned by the VM; their events injected directly,
+/// GICv4, when the input's first byte is odd) driven by any guest: the first 16 KiB of the
+/// input are its RAM (command queue, tables: whatever the guest wrote), the rest
 /// a sequence of GITS_* accesses, redistributor LPI register writes, device events and list
 /// register round trips.
 pub fn its(data: &[u8]) {
@@ -370,7 +372,7 @@ pub fn its(data: &[u8]) {
         max_events: 32,
     };
     let mut its = Its::new(cfg);
-    its.set_owned(1..0x1_0000);
+    its.set_owned(1..0x1_0000, data.first().is_some_and(|b| b & 1 != 0));
     let reserved = its.reserved();
     let offsets = [
         regs::GITS_CTLR,

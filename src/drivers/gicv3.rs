@@ -114,6 +114,20 @@ register_structs! {
     }
 }
 
+register_structs! {
+    /// A GICv4 redistributor's VLPI_base frame (RD_base + 128 KiB; IHI 0069H 12.11.36-37).
+    #[allow(non_snake_case)]
+    pub GicrVlpiRegs {
+        (0x0000 => _reserved0),
+        (0x0070 => pub VPROPBASER: ReadWrite<u64>),
+        (0x0078 => pub VPENDBASER: ReadWrite<u64>),
+        (0x0080 => @END),
+    }
+}
+
+/// Offset of the VLPI_base frame from RD_base.
+pub const GICR_VLPI_FRAME: usize = 0x2_0000;
+
 /// GICD_CTLR bits (single security state view, or the non-secure view).
 const GICD_CTLR_ENABLE_GRP1: u32 = 1 << 1;
 const GICD_CTLR_ENABLE_GRP1A: u32 = 1 << 0;

@@ -24,11 +24,11 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use spin::{Mutex, Once};
 use tock_registers::interfaces::{Readable, Writeable};
 
-use super::gicv3::{GicV3, GicrLpiRegs, GitsRegs, cpuif};
+use super::gicv3::{GICR_VLPI_FRAME, GicV3, GicrLpiRegs, GicrVlpiRegs, GitsRegs, cpuif};
 use super::mmio::MmioRef;
 use crate::arch::{cache, timer};
 use exitless_core::gic::its::{
-    self as core_its, CREADR_STALLED, CmdRing, Command, TableType, baser, plan_table,
+    self as core_its, CREADR_STALLED, CmdRing, Command, TableType, baser, plan_table, vpe,
 };
 use exitless_core::vgic::its::PhysItsOp;
 
@@ -72,11 +72,39 @@ pub struct Its {
     owners: alloc::vec::Vec<AtomicU64>,
     /// Devices of VMs mapped in the physical ITS: DeviceID -> (ITT, its layout, VM).
     devices: Mutex<BTreeMap<u32, (u64, Layout, usize)>>,
+    /// Redistributors: (GICR_TYPER affinity, RD_base address, RDbase in commands).
+    rds: heapless::Vec<(u32, usize, u64), 64>,
+    /// vPEIDs the vPE table holds (GICv4; 0: no direct injection).
+    vpe_ids: u16,
+    /// VMs whose owned devices' events are virtual LPIs: VM -> its vPEs and events.
+    direct: Mutex<BTreeMap<usize, DirectVm>>,
+}
+
+/// A VM whose owned devices' MSIs are injected directly (GICv4.0).
+struct DirectVm {
+    /// One vPE per vCPU.
+    vpes: alloc::vec::Vec<Vpe>,
+    /// Its shadow property table (the vITS's; GICR_VPROPBASER), once a vCPU was loaded.
+    vprop: u64,
+    /// (DeviceID, EventID) -> vCPU of the events mapped with VMAPTI.
+    events: BTreeMap<(u32, u32), usize>,
+}
+
+/// One vCPU's vPE.
+struct Vpe {
+    id: u16,
+    /// Its virtual pending table (64 KiB aligned, zeroed at creation).
+    vpt: u64,
+    residency: vpe::Residency,
 }
 
 /// Most EventID bits exitless maps for a passed-through device (its ITT, 2^11 entries, comes
 /// from the heap; events beyond are not mapped physically, and are said so).
-const MAX_PHYS_EVENT_BITS: u8 = 11;
+const MAX_PHYS_EVENT_BITS: u8 = exitless_core::vgic::its::PHYS_EVENT_BITS as u8;
+/// Interrupt ID bits of a VM's virtual LPIs (the vITS's: INTIDs below 2^16).
+const VLPI_ID_BITS: u8 = exitless_core::vgic::its::LPI_ID_BITS as u8;
+/// Most vPEs exitless sets up (the vPE table's entries).
+const MAX_VPES: u64 = 64;
 /// The first LPI handed to devices (8192 is the self-test's).
 const FIRST_DEVICE_LPI: u32 = 8193;
 
@@ -129,11 +157,14 @@ pub fn init(gic: &GicV3) -> Result<String, String> {
     }
     let mut line = format!("ITS at {:#x}:", frame.start);
     let mut flush = false;
+    let mut vpe_ids = 0u16;
     for n in 0..8 {
         let r = &regs.BASER[n];
         let read = r.get();
         let ty = TableType::of(read);
-        if matches!(ty, TableType::None | TableType::Vpe | TableType::Other(_)) {
+        if matches!(ty, TableType::None | TableType::Other(_))
+            || (ty == TableType::Vpe && typer & 2 == 0)
+        {
             continue;
         }
         // Ask for 64 KiB pages and two levels; keep what the ITS accepts.
@@ -144,6 +175,7 @@ pub fn init(gic: &GicV3) -> Result<String, String> {
         let indirect_ok = ty == TableType::Device && probe & baser::INDIRECT != 0;
         let ids = match ty {
             TableType::Device => DEVICE_IDS.min(1 << (((typer >> 13) & 0x1f) + 1)),
+            TableType::Vpe => MAX_VPES,
             _ => 64,
         };
         let plan = plan_table(ids, entry, page, 1 << 20, indirect_ok);
@@ -151,13 +183,16 @@ pub fn init(gic: &GicV3) -> Result<String, String> {
         r.set(plan.baser(probe, pa));
         let back = r.get();
         flush |= back & baser::SHAREABILITY == 0;
+        if ty == TableType::Vpe {
+            vpe_ids = plan.ids.min(MAX_VPES) as u16;
+        }
         let _ = write!(
             line,
             " {} table for {} IDs ({}, {} KiB, {entry}-byte entries),",
-            if ty == TableType::Device {
-                "device"
-            } else {
-                "collection"
+            match ty {
+                TableType::Device => "device",
+                TableType::Vpe => "vPE",
+                _ => "collection",
             },
             plan.ids,
             if plan.indirect { "two levels" } else { "flat" },
@@ -186,6 +221,7 @@ pub fn init(gic: &GicV3) -> Result<String, String> {
     let mut redists = 0;
     let mut icids = heapless::Vec::<(u16, u64), 64>::new();
     let mut affinities = heapless::Vec::<(u32, u16), 64>::new();
+    let mut rds = heapless::Vec::<(u32, usize, u64), 64>::new();
     gic.for_each_redist(|rd_base, rd_typer| {
         // SAFETY: `rd_base` is a redistributor frame of the mapped GIC regions.
         let rd: MmioRef<GicrLpiRegs> = unsafe { MmioRef::new(rd_base) };
@@ -215,6 +251,7 @@ pub fn init(gic: &GicV3) -> Result<String, String> {
         let rdbase = if pta { rd_base as u64 >> 16 } else { proc_num };
         let _ = icids.push((proc_num as u16, rdbase));
         let _ = affinities.push(((rd_typer >> 32) as u32, proc_num as u16));
+        let _ = rds.push(((rd_typer >> 32) as u32, rd_base, rdbase));
         redists += 1;
         false
     });
@@ -245,6 +282,9 @@ pub fn init(gic: &GicV3) -> Result<String, String> {
             .map(|_| AtomicU64::new(0))
             .collect(),
         devices: Mutex::new(BTreeMap::new()),
+        rds,
+        vpe_ids,
+        direct: Mutex::new(BTreeMap::new()),
     });
     for &(icid, rdbase) in &icids {
         its.send(&[Command::Mapc {
@@ -384,6 +424,14 @@ impl Its {
         let sync = Command::Sync {
             rdbase: self.boot_rdbase,
         };
+        if let PhysItsOp::MapDevice { dev, .. } | PhysItsOp::UnmapDevice { dev } = op {
+            // MAPD drops every event of the device, virtual ones too.
+            if let Some(d) = self.direct.lock().get_mut(&vm) {
+                d.events.retain(|&(de, _), _| de != dev);
+            }
+        } else if let Some(r) = self.apply_direct(vm, op) {
+            return r;
+        }
         match op {
             PhysItsOp::MapDevice { dev, event_bits } => {
                 self.unmap_device(dev)?;
@@ -409,7 +457,9 @@ impl Its {
                 ])
             }
             PhysItsOp::UnmapDevice { dev } => self.unmap_device(dev),
-            PhysItsOp::MapEvent { dev, event, vcpu } => {
+            PhysItsOp::MapEvent {
+                dev, event, vcpu, ..
+            } => {
                 if event >= 1 << MAX_PHYS_EVENT_BITS {
                     return Err(format!(
                         "event {event} of device {dev:#x} is beyond the {MAX_PHYS_EVENT_BITS} EventID bits exitless maps"
@@ -451,7 +501,235 @@ impl Its {
                     sync,
                 ])
             }
+            // Only a vITS that injects directly records these (`apply_direct` took them).
+            PhysItsOp::Property { .. }
+            | PhysItsOp::PropertyAll { .. }
+            | PhysItsOp::Int { .. }
+            | PhysItsOp::Clear { .. } => Ok(()),
         }
+    }
+
+    /// True if this ITS can map virtual LPIs (GICv4: GITS_TYPER.Virtual and a vPE table).
+    pub fn direct_ok(&self) -> bool {
+        self.vpe_ids > 0
+    }
+
+    /// RDbase of the redistributor whose affinity is `aff`.
+    pub fn rdbase_of(&self, aff: u32) -> Option<u64> {
+        self.rds.iter().find(|r| r.0 == aff).map(|r| r.2)
+    }
+
+    /// Makes VM `vm`'s MSIs direct: one vPE per vCPU, on the redistributors `rdbases` (vCPU
+    /// n's CPU's), each with a zeroed virtual pending table, mapped with VMAPP. `Err` says why
+    /// not (no vPE table, vPEIDs used up, no memory): the VM then keeps the emulated path.
+    pub fn create_vpes(&self, vm: usize, rdbases: &[u64]) -> Result<(), String> {
+        if !self.direct_ok() {
+            return Err("the ITS has no vPE table (GITS_TYPER.Virtual = 0)".into());
+        }
+        let mut direct = self.direct.lock();
+        let used: usize = direct.values().map(|d| d.vpes.len()).sum();
+        if used + rdbases.len() > self.vpe_ids as usize {
+            return Err(format!(
+                "no vPE IDs left ({used} of {} in use, {} needed)",
+                self.vpe_ids,
+                rdbases.len()
+            ));
+        }
+        let mut vpes = alloc::vec::Vec::with_capacity(rdbases.len());
+        for (i, &rdbase) in rdbases.iter().enumerate() {
+            // One bit per INTID below 2^VLPI_ID_BITS, 64 KiB aligned (GICR_VPENDBASER).
+            let vpt = alloc_table(1 << (VLPI_ID_BITS - 3), 64 << 10)?;
+            let id = (used + i) as u16;
+            self.send(&[
+                Command::Vmapp {
+                    vpe: id,
+                    rdbase,
+                    vpt,
+                    id_bits: VLPI_ID_BITS,
+                    valid: true,
+                },
+                Command::Vinvall { vpe: id },
+                Command::Vsync { vpe: id },
+            ])?;
+            vpes.push(Vpe {
+                id,
+                vpt,
+                residency: vpe::Residency::mapped(rdbase),
+            });
+        }
+        direct.insert(
+            vm,
+            DirectVm {
+                vpes,
+                vprop: 0,
+                events: BTreeMap::new(),
+            },
+        );
+        Ok(())
+    }
+
+    /// vCPU `v` of VM `vm` is loaded on this CPU: its vPE becomes resident on this CPU's
+    /// redistributor, with `vprop` (the vITS's shadow property table) as its property table.
+    /// Nothing for a VM without direct injection.
+    pub fn make_resident(&self, vm: usize, v: usize, vprop: u64) -> Result<(), String> {
+        let me = exitless_core::gic::mpidr_to_gicr_affinity(crate::arch::mpidr());
+        let &(_, rd_base, rdbase) = self
+            .rds
+            .iter()
+            .find(|r| r.0 == me)
+            .ok_or("this CPU has no redistributor")?;
+        let mut direct = self.direct.lock();
+        let Some(d) = direct.get_mut(&vm) else {
+            return Ok(());
+        };
+        d.vprop = vprop;
+        let Some(p) = d.vpes.get_mut(v) else {
+            return Err(format!("vCPU {v} has no vPE"));
+        };
+        let vpe_id = p.id;
+        match p.residency.load(rdbase) {
+            None => return Ok(()),
+            Some(Some(to)) => self.send(&[
+                Command::Vmovp {
+                    vpe: vpe_id,
+                    rdbase: to,
+                },
+                Command::Vsync { vpe: vpe_id },
+            ])?,
+            Some(None) => {}
+        }
+        if self.flush {
+            cache::clean_invalidate(vprop, (1 << VLPI_ID_BITS) - 8192);
+        }
+        // SAFETY: `rd_base` is a redistributor of the GIC regions mapped at boot, and a GICv4
+        // one (this VM has vPEs only on such a GIC): its VLPI_base frame follows.
+        let regs: MmioRef<GicrVlpiRegs> = unsafe { MmioRef::new(rd_base + GICR_VLPI_FRAME) };
+        regs.VPROPBASER.set(vpe::vpropbaser(vprop, VLPI_ID_BITS));
+        regs.VPENDBASER.set(vpe::vpendbaser_resident(p.vpt));
+        if !wait_us(CMD_TIMEOUT_US, || regs.VPENDBASER.get() & vpe::DIRTY == 0) {
+            return Err(format!(
+                "redistributor at {rd_base:#x} still parses vPE {vpe_id}'s pending table after {} ms",
+                CMD_TIMEOUT_US / 1000
+            ));
+        }
+        Ok(())
+    }
+
+    /// vCPU `v` of VM `vm` leaves its CPU (CPU_OFF, VM stop or reset): its vPE is no longer
+    /// resident; events for it stay pending in its table. Returns PendingLast.
+    pub fn make_non_resident(&self, vm: usize, v: usize) -> Result<bool, String> {
+        let mut direct = self.direct.lock();
+        let Some(p) = direct.get_mut(&vm).and_then(|d| d.vpes.get_mut(v)) else {
+            return Ok(false);
+        };
+        let rdbase = p.residency.rdbase;
+        if !p.residency.put() {
+            return Ok(false);
+        }
+        let &(_, rd_base, _) = self
+            .rds
+            .iter()
+            .find(|r| r.2 == rdbase)
+            .ok_or("the vPE's redistributor is unknown")?;
+        // SAFETY: as in `make_resident`.
+        let regs: MmioRef<GicrVlpiRegs> = unsafe { MmioRef::new(rd_base + GICR_VLPI_FRAME) };
+        regs.VPENDBASER
+            .set(vpe::vpendbaser_off(regs.VPENDBASER.get()));
+        if !wait_us(CMD_TIMEOUT_US, || regs.VPENDBASER.get() & vpe::DIRTY == 0) {
+            return Err(format!(
+                "redistributor at {rd_base:#x} did not let vPE {} go within {} ms",
+                p.id,
+                CMD_TIMEOUT_US / 1000
+            ));
+        }
+        Ok(vpe::pending_last(regs.VPENDBASER.get()))
+    }
+
+    /// Forgets everything VM `vm` mapped in the physical ITS (its devices and their events,
+    /// virtual or not): a VM reset starts with an empty vITS. Its vPEs stay.
+    pub fn forget_vm(&self, vm: usize) -> Result<(), String> {
+        if let Some(d) = self.direct.lock().get_mut(&vm) {
+            d.events.clear();
+        }
+        let devs: heapless::Vec<u32, 64> = self
+            .devices
+            .lock()
+            .iter()
+            .filter(|(_, e)| e.2 == vm)
+            .map(|(&d, _)| d)
+            .take(64)
+            .collect();
+        for dev in devs {
+            self.unmap_device(dev)?;
+        }
+        Ok(())
+    }
+
+    /// A direct VM's event work: the physical commands are the core's
+    /// (`vgic::its::direct_commands`); this keeps which vCPU each event is mapped to, and
+    /// cleans the shadow property bytes the hardware is about to read. `None`: not a direct VM,
+    /// or a MAPD (the emulated path's).
+    fn apply_direct(&self, vm: usize, op: PhysItsOp) -> Option<Result<(), String>> {
+        if matches!(
+            op,
+            PhysItsOp::MapDevice { .. } | PhysItsOp::UnmapDevice { .. }
+        ) {
+            return None;
+        }
+        let mut direct = self.direct.lock();
+        let d = direct.get_mut(&vm)?;
+        let key = match op {
+            PhysItsOp::MapEvent { dev, event, .. }
+            | PhysItsOp::UnmapEvent { dev, event }
+            | PhysItsOp::MoveEvent { dev, event, .. }
+            | PhysItsOp::Property { dev, event, .. }
+            | PhysItsOp::Int { dev, event }
+            | PhysItsOp::Clear { dev, event } => Some((dev, event)),
+            _ => None,
+        };
+        if let PhysItsOp::MapEvent { dev, event, .. } = op
+            && event >= 1 << MAX_PHYS_EVENT_BITS
+        {
+            return Some(Err(format!(
+                "event {event} of device {dev:#x} is beyond the {MAX_PHYS_EVENT_BITS} EventID bits exitless maps"
+            )));
+        }
+        // The hardware reads the shadow bytes (GICR_VPROPBASER): in memory before it is told.
+        if self.flush && d.vprop != 0 {
+            match op {
+                PhysItsOp::MapEvent { intid, .. } | PhysItsOp::Property { intid, .. } => {
+                    cache::clean_invalidate(d.vprop + (intid - 8192) as u64, 1)
+                }
+                PhysItsOp::PropertyAll { .. } => {
+                    cache::clean_invalidate(d.vprop, (1 << VLPI_ID_BITS) - 8192)
+                }
+                _ => {}
+            }
+        }
+        let mapped = key.and_then(|k| d.events.get(&k).copied());
+        let cmds =
+            exitless_core::vgic::its::direct_commands(op, mapped, |v| d.vpes.get(v).map(|p| p.id));
+        match op {
+            PhysItsOp::MapEvent {
+                dev, event, vcpu, ..
+            } if !cmds.is_empty() => {
+                d.events.insert((dev, event), vcpu);
+            }
+            PhysItsOp::UnmapEvent { dev, event } => {
+                d.events.remove(&(dev, event));
+            }
+            PhysItsOp::MoveEvent {
+                dev, event, vcpu, ..
+            } if !cmds.is_empty() => {
+                d.events.insert((dev, event), vcpu);
+            }
+            _ => {}
+        }
+        Some(if cmds.is_empty() {
+            Ok(())
+        } else {
+            self.send(&cmds)
+        })
     }
 
     /// The LPI mapped for (vm, dev, event).

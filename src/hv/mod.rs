@@ -361,6 +361,7 @@ fn create_vm(
                 .map_err(|e| e.to_string())?;
         }
     }
+    let direct_lpis = vc.pci && vc.its == Some(true) && direct_msis(id, &vc, first_pcpu);
     let host = VmHost {
         lr_count: gic::get().map_or(4, |g| g.facts().lr_count as usize),
         pri_bits: gic::get().map_or(5, |g| g.facts().pri_bits),
@@ -369,6 +370,7 @@ fn create_vm(
             GicVersion::V2 => exitless_core::vgic::lr::LrFormat::V2,
             GicVersion::V3 => exitless_core::vgic::lr::LrFormat::V3,
         },
+        direct_lpis,
     };
     let vm = Vm::new(id, vc, &host, (plan.entry, plan.dtb.start)).map_err(|e| e.to_string())?;
     let vmid = (id + 1) as u64;
@@ -396,6 +398,47 @@ fn create_vm(
     };
     load_images(&rt)?;
     Ok(rt)
+}
+
+/// On a GICv4 host, gives VM `id` a vPE per vCPU (on the redistributor of the CPU it is pinned
+/// to) so that the MSIs of the PCI devices it owns are injected directly; false, with the
+/// reason in the log, when they stay emulated (one exit each).
+fn direct_msis(id: usize, vc: &exitless_core::vm::config::VmConfig, first_pcpu: usize) -> bool {
+    let Some(its) = crate::drivers::its::get().filter(|i| i.direct_ok()) else {
+        return false;
+    };
+    if !gic::get().is_some_and(|g| g.facts().direct_injection) {
+        return false;
+    }
+    let rdbases: Option<Vec<u64>> = (0..vc.vcpus)
+        .map(|n| {
+            PCPUS
+                .get(first_pcpu + n)
+                .and_then(|p| p.target.get())
+                .and_then(|t| its.rdbase_of(exitless_core::gic::mpidr_to_gicr_affinity(t.mpidr)))
+        })
+        .collect();
+    let made = match rdbases {
+        Some(r) => its.create_vpes(id, &r),
+        None => Err("a vCPU's CPU has no redistributor".into()),
+    };
+    match made {
+        Ok(()) => {
+            log::info!(
+                "VM '{}': its PCI devices' MSIs are injected directly (GICv4: {} vPEs mapped)",
+                vc.name,
+                vc.vcpus
+            );
+            true
+        }
+        Err(e) => {
+            log::warn!(
+                "VM '{}': its PCI devices' MSIs stay emulated (one exit each): {e}",
+                vc.name
+            );
+            false
+        }
+    }
 }
 
 /// Writes the kernel, initrd and device tree into guest RAM (VM start and SYSTEM_RESET).

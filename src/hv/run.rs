@@ -190,6 +190,9 @@ fn run_vcpu(cpu: usize, rt: &VmRuntime, v: usize, entry: u64, x0: u64) -> RunEnd
     g.reset_virtual(lr_count);
     arch::vcpu::load_control(&ctl);
     arch::vcpu::restore_el1(&arch::vcpu::El1Context::reset());
+    if vm.direct_lpis {
+        load_vpe(vm, v);
+    }
     let mut regs = reset_state(entry, x0);
     let mut shadow = CpuIfShadow::default();
     let mut prev_used = 0;
@@ -263,6 +266,12 @@ fn run_vcpu(cpu: usize, rt: &VmRuntime, v: usize, entry: u64, x0: u64) -> RunEnd
 /// A vCPU leaves its CPU: its timers stop, linked physical interrupts it left active are
 /// deactivated, the virtual interface is emptied, and the EL2 controls go back to the host's.
 fn put(g: &gic::Gic, v: usize, vm: &Vm) {
+    if vm.direct_lpis
+        && let Some(its) = crate::drivers::its::get()
+        && let Err(e) = its.make_non_resident(vm.id, v)
+    {
+        log::warn!("VM '{}' vCPU {v}: {e}", vm.name());
+    }
     arch::vcpu::stop_timers();
     let h = hw();
     g.deactivate(h.vtimer);
@@ -273,6 +282,24 @@ fn put(g: &gic::Gic, v: usize, vm: &Vm) {
     vm.vgic.lock().reset_vcpu(v);
     // The timers were deactivated above; recorded work on passed-through SPIs still applies.
     drain_phys(g, vm, v, |op| op.intid() >= 32);
+}
+
+/// vCPU `v`'s vPE becomes resident on this CPU's redistributor (GICv4), with the vITS's
+/// shadow property table: from here on the hardware injects the VM's device MSIs for this
+/// vCPU straight into it, and it stays resident while the vCPU runs on this CPU (pinned, WFI
+/// not trapped: no doorbell is needed).
+fn load_vpe(vm: &Vm, v: usize) {
+    let vprop = vm
+        .vgic
+        .lock()
+        .its()
+        .and_then(|i| i.shadow_table())
+        .map(|t| t.as_ptr() as u64);
+    if let (Some(its), Some(vprop)) = (crate::drivers::its::get(), vprop)
+        && let Err(e) = its.make_resident(vm.id, v, vprop)
+    {
+        log::warn!("VM '{}' vCPU {v}: {e}", vm.name());
+    }
 }
 
 /// Does vCPU `v`'s recorded physical work that `wanted` accepts, batch by batch (the vGIC
@@ -339,7 +366,14 @@ impl StopHw for StopOnHw<'_> {
         timer::frequency()
     }
 
-    fn reload_images(&mut self, _vm: &Vm) -> Result<(), &'static str> {
+    fn reload_images(&mut self, vm: &Vm) -> Result<(), &'static str> {
+        // The VM restarts with an empty vITS: what its old one mapped in the physical ITS
+        // goes (a device's MSIs must not reach the guest before it maps them again).
+        if let Some(its) = crate::drivers::its::get()
+            && let Err(e) = its.forget_vm(vm.id)
+        {
+            log::warn!("VM '{}': {e}", vm.name());
+        }
         super::load_images(self.rt)
     }
 

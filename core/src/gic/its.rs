@@ -221,7 +221,72 @@ pub enum Command {
         /// RDbase.
         rdbase: u64,
     },
+    /// CLEAR: removes (dev, event)'s pending state (physical or virtual).
+    Clear {
+        /// DeviceID.
+        dev: u32,
+        /// EventID.
+        event: u32,
+    },
+    /// VMAPP (GICv4): vPE `vpe` is on redistributor `rdbase`, its virtual pending table at
+    /// `vpt` covering `id_bits` interrupt ID bits (or is unmapped).
+    Vmapp {
+        /// vPEID.
+        vpe: u16,
+        /// RDbase (as in MAPC).
+        rdbase: u64,
+        /// The virtual pending table (64 KiB aligned).
+        vpt: u64,
+        /// ID bits the table covers (VPT_size + 1).
+        id_bits: u8,
+        /// V.
+        valid: bool,
+    },
+    /// VMAPTI (GICv4): (dev, event) -> virtual LPI `vintid` of vPE `vpe`, with doorbell LPI
+    /// `doorbell` (1023: none).
+    Vmapti {
+        /// DeviceID.
+        dev: u32,
+        /// EventID.
+        event: u32,
+        /// vPEID.
+        vpe: u16,
+        /// The guest's LPI.
+        vintid: u32,
+        /// Physical doorbell LPI, or [`NO_DOORBELL`].
+        doorbell: u32,
+    },
+    /// VMOVI (GICv4): (dev, event)'s virtual LPI goes to vPE `vpe`; the doorbell is kept (D = 0).
+    Vmovi {
+        /// DeviceID.
+        dev: u32,
+        /// EventID.
+        event: u32,
+        /// The new vPEID.
+        vpe: u16,
+    },
+    /// VSYNC (GICv4): every earlier command's effect on vPE `vpe` is visible.
+    Vsync {
+        /// vPEID.
+        vpe: u16,
+    },
+    /// VINVALL (GICv4): rereads the configuration of every virtual LPI of vPE `vpe`.
+    Vinvall {
+        /// vPEID.
+        vpe: u16,
+    },
+    /// VMOVP (GICv4, an ITS with GITS_TYPER.VMOVP = 1: no ITSList, no SeqNum): vPE `vpe` is
+    /// now on redistributor `rdbase`.
+    Vmovp {
+        /// vPEID.
+        vpe: u16,
+        /// RDbase of its new redistributor.
+        rdbase: u64,
+    },
 }
+
+/// The doorbell INTID that means "no doorbell" in VMAPTI/VMAPI (IHI 0069H 5.3.26).
+pub const NO_DOORBELL: u32 = 1023;
 
 impl Command {
     /// The 32-byte encoding, as four little-endian doublewords.
@@ -268,6 +333,126 @@ impl Command {
             Command::Inv { dev, event } => [dev_op(0x0c, dev), event as u64, 0, 0],
             Command::Invall { icid } => [0x0d, 0, icid as u64, 0],
             Command::Sync { rdbase } => [0x05, 0, (rdbase & 0xf_ffff_ffff) << 16, 0],
+            Command::Clear { dev, event } => [dev_op(0x04, dev), event as u64, 0, 0],
+            Command::Vmapp {
+                vpe,
+                rdbase,
+                vpt,
+                id_bits,
+                valid,
+            } => [
+                0x29,
+                (vpe as u64) << 32,
+                (rdbase & 0xf_ffff_ffff) << 16 | (valid as u64) << 63,
+                (vpt & 0x000f_ffff_ffff_0000) | (id_bits.saturating_sub(1) & 0x1f) as u64,
+            ],
+            Command::Vmapti {
+                dev,
+                event,
+                vpe,
+                vintid,
+                doorbell,
+            } => [
+                dev_op(0x2a, dev),
+                event as u64 | (vpe as u64) << 32,
+                vintid as u64 | (doorbell as u64) << 32,
+                0,
+            ],
+            Command::Vmovi { dev, event, vpe } => {
+                [dev_op(0x21, dev), event as u64 | (vpe as u64) << 32, 0, 0]
+            }
+            Command::Vsync { vpe } => [0x25, (vpe as u64) << 32, 0, 0],
+            Command::Vinvall { vpe } => [0x2d, (vpe as u64) << 32, 0, 0],
+            Command::Vmovp { vpe, rdbase } => {
+                [0x22, (vpe as u64) << 32, (rdbase & 0xf_ffff_ffff) << 16, 0]
+            }
+        }
+    }
+}
+
+/// A vPE's residency on a redistributor (GICv4.0): the values exitless writes to
+/// GICR_VPROPBASER and GICR_VPENDBASER (IHI 0069H 12.11.36-37), and where the vPE is.
+///
+/// Rules: a vPE is resident on at most one redistributor; GICR_VPENDBASER goes Valid 0 -> 1
+/// only from Valid = 0 (a change while Valid is UNPREDICTABLE), GICR_VPROPBASER is written
+/// first; becoming resident on a redistributor other than the one VMAPP (or the last VMOVP)
+/// named needs a VMOVP first, or the ITS keeps ringing the old one; after Valid 1 -> 0 the
+/// redistributor is done with the table once Dirty reads 0, and PendingLast then says whether
+/// a virtual LPI is pending.
+pub mod vpe {
+    /// GICR_VPENDBASER.Valid.
+    pub const VALID: u64 = 1 << 63;
+    /// GICR_VPENDBASER.PendingLast.
+    pub const PENDING_LAST: u64 = 1 << 61;
+    /// GICR_VPENDBASER.Dirty.
+    pub const DIRTY: u64 = 1 << 60;
+    /// Physical address bits 51:16 of the virtual pending table.
+    pub const VPT_PA: u64 = 0x000f_ffff_ffff_0000;
+    /// Physical address bits 51:12 of the virtual property table.
+    pub const VPROP_PA: u64 = 0x000f_ffff_ffff_f000;
+    /// InnerCache (9:7) write-back read/write-allocate, Shareability (11:10) Inner Shareable:
+    /// the same fields in both registers.
+    const ATTRS: u64 = 7 << 7 | 1 << 10;
+
+    /// GICR_VPROPBASER for the VM's property table at `table` covering `id_bits` ID bits.
+    pub const fn vpropbaser(table: u64, id_bits: u8) -> u64 {
+        (table & VPROP_PA) | ATTRS | (id_bits.saturating_sub(1) & 0x1f) as u64
+    }
+
+    /// GICR_VPENDBASER making the vPE whose pending table is at `vpt` resident: Valid, and
+    /// PendingLast (a 0 -> 1 write may set it: the redistributor scans the table).
+    pub const fn vpendbaser_resident(vpt: u64) -> u64 {
+        VALID | PENDING_LAST | (vpt & VPT_PA) | ATTRS
+    }
+
+    /// GICR_VPENDBASER `current` with Valid cleared (the vPE leaves).
+    pub const fn vpendbaser_off(current: u64) -> u64 {
+        current & !VALID
+    }
+
+    /// After Valid 1 -> 0 and Dirty clear: a virtual LPI was pending.
+    pub const fn pending_last(after: u64) -> bool {
+        after & PENDING_LAST != 0
+    }
+
+    /// Where a vPE is: the redistributor the ITS delivers it to (VMAPP/VMOVP) and whether it
+    /// is resident there.
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub struct Residency {
+        /// RDbase the ITS knows the vPE by.
+        pub rdbase: u64,
+        /// GICR_VPENDBASER.Valid is set for it on that redistributor.
+        pub resident: bool,
+    }
+
+    impl Residency {
+        /// Mapped by VMAPP on `rdbase`, not resident.
+        pub const fn mapped(rdbase: u64) -> Self {
+            Residency {
+                rdbase,
+                resident: false,
+            }
+        }
+
+        /// The vPE is to be resident on `rdbase`: `Some(rdbase)` when a VMOVP must move it
+        /// there first; `None` if it already is resident (nothing to write).
+        pub fn load(&mut self, rdbase: u64) -> Option<Option<u64>> {
+            if self.resident && self.rdbase == rdbase {
+                return None;
+            }
+            debug_assert!(!self.resident, "put before load on another redistributor");
+            let vmovp = (self.rdbase != rdbase).then_some(rdbase);
+            *self = Residency {
+                rdbase,
+                resident: true,
+            };
+            Some(vmovp)
+        }
+
+        /// The vPE leaves its redistributor: true if it was resident (GICR_VPENDBASER must
+        /// be made invalid).
+        pub fn put(&mut self) -> bool {
+            core::mem::replace(&mut self.resident, false)
         }
     }
 }
@@ -349,6 +534,102 @@ mod tests {
         assert_eq!(v & baser::PA, 0x4123_0000);
         assert_eq!(v & 0xff, 0, "one page: Size = 0");
         assert_ne!(v & baser::VALID, 0);
+    }
+
+    /// IHI 0069H 5.3: VMAPP carries the vPEID in DW1[47:32], RDbase in DW2[51:16] with V in
+    /// DW2[63], the virtual pending table's address bits 51:16 and VPT_size (ID bits - 1) in
+    /// DW3; the GICv4 opcodes are the GICv3 ones with bit 5 set.
+    #[test]
+    fn vmapp_encodes_vpeid_rdbase_vpt_and_its_size() {
+        let c = Command::Vmapp {
+            vpe: 7,
+            rdbase: 3,
+            vpt: 0x4abc_0000,
+            id_bits: 16,
+            valid: true,
+        }
+        .encode();
+        assert_eq!(c[0] & 0xff, 0x29, "VMAPP = MAPC | 0x20");
+        assert_eq!((c[1] >> 32) & 0xffff, 7);
+        assert_eq!((c[2] >> 16) & 0xf_ffff_ffff, 3);
+        assert_eq!(c[2] >> 63, 1);
+        assert_eq!(c[3] & 0x000f_ffff_ffff_0000, 0x4abc_0000);
+        assert_eq!(c[3] & 0x1f, 15);
+    }
+
+    /// VMAPTI: DeviceID in DW0[63:32], EventID in DW1[31:0], vPEID in DW1[47:32], the virtual
+    /// INTID in DW2[31:0] and the doorbell in DW2[63:32]; VMOVI keeps D (DW2[0]) clear.
+    #[test]
+    fn vmapti_and_vmovi_encode_the_guest_event_and_vintid_as_they_are() {
+        let c = Command::Vmapti {
+            dev: 8,
+            event: 2,
+            vpe: 5,
+            vintid: 8195,
+            doorbell: NO_DOORBELL,
+        }
+        .encode();
+        assert_eq!(c[0], 0x2a | 8 << 32);
+        assert_eq!(c[1], 2 | 5 << 32);
+        assert_eq!(c[2], 8195 | (NO_DOORBELL as u64) << 32);
+        let m = Command::Vmovi {
+            dev: 8,
+            event: 2,
+            vpe: 6,
+        }
+        .encode();
+        assert_eq!(m[0], 0x21 | 8 << 32);
+        assert_eq!(m[1], 2 | 6 << 32);
+        assert_eq!(m[2] & 1, 0, "D = 0: the doorbell is not changed");
+        assert_eq!(Command::Vsync { vpe: 9 }.encode()[..2], [0x25, 9 << 32]);
+        assert_eq!(Command::Vinvall { vpe: 9 }.encode()[..2], [0x2d, 9 << 32]);
+        assert_eq!(
+            Command::Clear { dev: 8, event: 2 }.encode(),
+            [0x04 | 8 << 32, 2, 0, 0]
+        );
+    }
+
+    /// VMOVP (ITS with GITS_TYPER.VMOVP = 1): vPEID in DW1[47:32], RDbase in DW2[51:16].
+    #[test]
+    fn vmovp_encodes_the_vpe_and_its_new_redistributor() {
+        let c = Command::Vmovp { vpe: 4, rdbase: 2 }.encode();
+        assert_eq!(c, [0x22, 4 << 32, 2 << 16, 0]);
+    }
+
+    /// GICR_VPROPBASER: the table's address bits 51:12 and IDbits - 1; GICR_VPENDBASER:
+    /// Valid, the pending table's address bits 51:16; leaving clears Valid only.
+    #[test]
+    fn vpe_residency_register_values_follow_gicr_vpropbaser_and_vpendbaser() {
+        let prop = vpe::vpropbaser(0x4a12_3000, 16);
+        assert_eq!(prop & vpe::VPROP_PA, 0x4a12_3000);
+        assert_eq!(prop & 0x1f, 15);
+        let on = vpe::vpendbaser_resident(0x4b01_0000);
+        assert_ne!(on & vpe::VALID, 0);
+        assert_eq!(on & vpe::VPT_PA, 0x4b01_0000);
+        let off = vpe::vpendbaser_off(on);
+        assert_eq!(off & vpe::VALID, 0);
+        assert_eq!(off & vpe::VPT_PA, 0x4b01_0000, "only Valid changes");
+        assert!(vpe::pending_last(off | vpe::PENDING_LAST));
+        assert!(!vpe::pending_last(off & !vpe::PENDING_LAST));
+    }
+
+    /// A vPE is made resident where the ITS delivers it; on another redistributor a VMOVP
+    /// comes first; loading it where it already is resident writes nothing; put reports
+    /// whether GICR_VPENDBASER must be cleared.
+    #[test]
+    fn a_vpe_moves_with_vmovp_before_it_becomes_resident_elsewhere() {
+        let mut r = vpe::Residency::mapped(2);
+        assert_eq!(
+            r.load(2),
+            Some(None),
+            "resident where VMAPP put it: no VMOVP"
+        );
+        assert_eq!(r.load(2), None, "already resident");
+        assert!(r.put());
+        assert!(!r.put(), "put twice clears once");
+        assert_eq!(r.load(3), Some(Some(3)), "VMOVP to redistributor 3 first");
+        assert_eq!(r.rdbase, 3);
+        assert!(r.resident);
     }
 
     #[test]

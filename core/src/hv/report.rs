@@ -97,12 +97,21 @@ pub fn counters(vm: &Vm) -> String {
         if let Some((op, why)) = st.last_error {
             let _ = write!(out, " (last: opcode {op:#04x}, {why:?})");
         }
-        let _ = writeln!(
+        let _ = write!(
             out,
             "; {} LPIs raised; {devices} of {} devices, {events} of {} events, {lpis} LPIs \
              mapped; {} accesses stopped at the work budget",
             st.lpis_raised, cfg.max_devices, cfg.max_events, st.budget_stops
         );
+        if its.direct() {
+            let _ = write!(
+                out,
+                "; direct injection (GICv4): {} events of owned devices are vLPIs the hardware \
+                 delivers with no exit",
+                its.direct_events()
+            );
+        }
+        let _ = writeln!(out);
     }
     let gicc_exits = mmio
         .iter()

@@ -45,6 +45,7 @@ fn vm_at(toml: &str, id: usize, first_pcpu: usize) -> Vm {
             pri_bits: 5,
             first_pcpu,
             lr_format: crate::vgic::lr::LrFormat::V3,
+            direct_lpis: false,
         },
         BOOT,
     )

@@ -36,10 +36,22 @@
 //!   is skipped and the queue goes on (KVM, Xen and QEMU do the same; GITS_TYPER.SEIS = 0, so
 //!   no SError). The last error is kept for the counters ([`ItsStats`]).
 //! * **Guest memory** is read only through [`GuestRam`], which answers only inside the VM's RAM.
+//!
+//! ## Direct injection (GICv4)
+//!
+//! With [`Its::set_owned`]`(.., true)` the events of owned devices are virtual LPIs in the
+//! physical ITS (VMAPTI), delivered by the hardware to the resident vCPU with no exit: the
+//! model then keeps their mapping and properties but never their pending state (the hardware
+//! has it), so such an LPI never enters a list register. It keeps the **shadow property table**
+//! the hardware reads (GICR_VPROPBASER): one byte per LPI, copied from the guest's table on
+//! MAPTI/MAPI, INV and INVALL, so the guest's own memory is never handed to the hardware; and
+//! turns the guest's INT, CLEAR, INV and INVALL on those events into physical work
+//! ([`PhysItsOp`]).
 
 use alloc::vec::Vec;
 
 use super::irq::{IntId, IrqState, VcpuId};
+use crate::gic::its::{Command, NO_DOORBELL};
 use crate::mm::GuestRam;
 
 /// The first LPI INTID.
@@ -210,7 +222,9 @@ pub enum PhysItsOp {
         /// DeviceID.
         dev: u32,
     },
-    /// The guest mapped (dev, event): its MSIs should reach vCPU `vcpu`'s CPU.
+    /// The guest mapped (dev, event) to its LPI `intid`: its MSIs should reach vCPU `vcpu`'s
+    /// CPU (emulated), or be that vCPU's virtual LPI `intid` (direct; the shadow property
+    /// byte is written).
     MapEvent {
         /// DeviceID.
         dev: u32,
@@ -218,6 +232,8 @@ pub enum PhysItsOp {
         event: u32,
         /// Where the LPI goes now (vCPU 0 while its collection is unmapped).
         vcpu: VcpuId,
+        /// The guest's LPI.
+        intid: u32,
     },
     /// The guest discarded (dev, event).
     UnmapEvent {
@@ -235,6 +251,142 @@ pub enum PhysItsOp {
         /// The new target.
         vcpu: VcpuId,
     },
+    /// Direct only: the guest's INV changed (dev, event)'s shadow property byte (LPI `intid`,
+    /// on vCPU `vcpu`): the hardware must read it again (INV, VSYNC).
+    Property {
+        /// DeviceID.
+        dev: u32,
+        /// EventID.
+        event: u32,
+        /// The guest's LPI.
+        intid: u32,
+        /// Its vCPU.
+        vcpu: VcpuId,
+    },
+    /// Direct only: the guest's INVALL rewrote the shadow bytes of the LPIs of vCPU `vcpu`
+    /// (VINVALL).
+    PropertyAll {
+        /// The vCPU whose LPIs changed.
+        vcpu: VcpuId,
+    },
+    /// Direct only: the guest's INT on (dev, event): the physical INT makes the virtual LPI
+    /// pending.
+    Int {
+        /// DeviceID.
+        dev: u32,
+        /// EventID.
+        event: u32,
+    },
+    /// Direct only: the guest's CLEAR on (dev, event).
+    Clear {
+        /// DeviceID.
+        dev: u32,
+        /// EventID.
+        event: u32,
+    },
+}
+
+/// One 4 KiB page of the shadow property table (the alignment GICR_VPROPBASER needs).
+#[derive(Debug, Clone)]
+#[repr(C, align(4096))]
+pub struct PropPage(pub [u8; 4096]);
+
+/// Pages of the shadow property table: one byte per LPI, INTIDs 8192 up to 2^[`LPI_ID_BITS`].
+pub const SHADOW_PAGES: usize = ((1 << LPI_ID_BITS) - LPI_BASE as usize) / 4096;
+
+/// The shadow property byte of an LPI of `priority` (bits 7:2), `enabled` (bit 0): bit 1 (RES1,
+/// Group 1 as Linux writes it) set.
+pub const fn shadow_byte(priority: u8, enabled: bool) -> u8 {
+    (priority & 0xfc) | 0b10 | enabled as u8
+}
+
+/// EventIDs of an owned device the physical ITS maps: below 2^11 (2048 MSIs per function, the
+/// ITT exitless allocates). A higher EventID stays an event of this vITS only: no physical
+/// work, and with direct injection it keeps the emulated (list-register) path.
+pub const PHYS_EVENT_BITS: u32 = 11;
+
+/// The physical commands for one operation of a VM whose owned devices' events are virtual
+/// LPIs (GICv4.0; IHI 0069H 5.3, the sequences Linux's `its_vlpi_map`/`its_vlpi_unmap` and
+/// KVM's `vgic-v4.c` send): MapEvent -> VMAPTI (the guest's EventID and LPI as they are, no
+/// doorbell), after a DISCARD when the event was mapped; UnmapEvent -> DISCARD; MoveEvent ->
+/// VMOVI; Property -> INV; PropertyAll -> VINVALL; Int -> INT; Clear -> CLEAR; each followed
+/// by VSYNC of the vPE concerned. `mapped` is the vCPU the event is mapped to now, if it is;
+/// `vpe` gives a vCPU's vPEID. Empty when there is nothing to send (an event that is not
+/// mapped physically, a vCPU without vPE). MapDevice and UnmapDevice are the same as on the
+/// emulated path (MAPD) and are not handled here.
+pub fn direct_commands(
+    op: PhysItsOp,
+    mapped: Option<VcpuId>,
+    vpe: impl Fn(VcpuId) -> Option<u16>,
+) -> heapless::Vec<Command, 4> {
+    let mut out = heapless::Vec::new();
+    let mut push = |c| {
+        let _ = out.push(c);
+    };
+    let on_mapped = mapped.and_then(&vpe);
+    match op {
+        PhysItsOp::MapEvent {
+            dev,
+            event,
+            vcpu,
+            intid,
+        } => {
+            let Some(new) = vpe(vcpu) else {
+                return out;
+            };
+            if mapped.is_some() {
+                // VMAPTI of a mapped event is UNPREDICTABLE: DISCARD it first.
+                push(Command::Discard { dev, event });
+                push(Command::Vsync {
+                    vpe: on_mapped.unwrap_or(new),
+                });
+            }
+            push(Command::Vmapti {
+                dev,
+                event,
+                vpe: new,
+                vintid: intid,
+                doorbell: NO_DOORBELL,
+            });
+            push(Command::Vsync { vpe: new });
+        }
+        PhysItsOp::UnmapEvent { dev, event } => {
+            if let Some(v) = on_mapped {
+                push(Command::Discard { dev, event });
+                push(Command::Vsync { vpe: v });
+            }
+        }
+        PhysItsOp::MoveEvent { dev, event, vcpu } => {
+            if let (Some(_), Some(v)) = (mapped, vpe(vcpu)) {
+                push(Command::Vmovi { dev, event, vpe: v });
+                push(Command::Vsync { vpe: v });
+            }
+        }
+        PhysItsOp::Property { dev, event, .. } => {
+            if let Some(v) = on_mapped {
+                push(Command::Inv { dev, event });
+                push(Command::Vsync { vpe: v });
+            }
+        }
+        PhysItsOp::PropertyAll { vcpu } => {
+            if let Some(v) = vpe(vcpu) {
+                push(Command::Vinvall { vpe: v });
+                push(Command::Vsync { vpe: v });
+            }
+        }
+        PhysItsOp::Int { dev, event } | PhysItsOp::Clear { dev, event } => {
+            if let Some(v) = on_mapped {
+                push(if matches!(op, PhysItsOp::Int { .. }) {
+                    Command::Int { dev, event }
+                } else {
+                    Command::Clear { dev, event }
+                });
+                push(Command::Vsync { vpe: v });
+            }
+        }
+        PhysItsOp::MapDevice { .. } | PhysItsOp::UnmapDevice { .. } => {}
+    }
+    out
 }
 
 /// Most physical operations one trapped access may leave for the shell: the queue stops there
@@ -322,6 +474,9 @@ pub struct Its {
     kicks: u64,
     /// DeviceIDs of devices the VM owns physically ([`PhysItsOp`]).
     owned: core::ops::Range<u32>,
+    /// Their events are virtual LPIs in the physical ITS (GICv4): the shadow property table,
+    /// empty otherwise.
+    shadow: Vec<PropPage>,
     /// Physical work waiting for the shell, at most [`MAX_PHYS_OPS`].
     phys_ops: Vec<PhysItsOp>,
     /// Counters.
@@ -388,15 +543,64 @@ impl Its {
             redist: alloc::vec![RedistLpi::default(); vcpus],
             kicks: 0,
             owned: 0..0,
+            shadow: Vec::new(),
             phys_ops: Vec::with_capacity(MAX_PHYS_OPS),
             stats: ItsStats::default(),
         }
     }
 
     /// The VM owns the devices with these DeviceIDs: their events also live in the physical
-    /// ITS ([`PhysItsOp`]).
-    pub fn set_owned(&mut self, devices: core::ops::Range<u32>) {
+    /// ITS ([`PhysItsOp`]); with `direct`, as virtual LPIs injected by the hardware (the shadow
+    /// property table is allocated here, once).
+    pub fn set_owned(&mut self, devices: core::ops::Range<u32>, direct: bool) {
         self.owned = devices;
+        if direct && self.shadow.is_empty() {
+            self.shadow = alloc::vec![PropPage([0; 4096]); SHADOW_PAGES];
+        }
+    }
+
+    /// True if owned devices' events are injected directly (GICv4).
+    pub fn direct(&self) -> bool {
+        !self.shadow.is_empty()
+    }
+
+    /// The shadow property table (GICR_VPROPBASER's table: its byte `intid - 8192` is LPI
+    /// `intid`'s), if the ITS injects directly. Its address never changes.
+    pub fn shadow_table(&self) -> Option<&[PropPage]> {
+        self.direct().then_some(&self.shadow[..])
+    }
+
+    /// The shadow byte of LPI `intid` (0 outside the table or without direct injection).
+    pub fn shadow_prop(&self, intid: u32) -> u8 {
+        let Some(i) = (intid as usize).checked_sub(LPI_BASE as usize) else {
+            return 0;
+        };
+        self.shadow.get(i / 4096).map_or(0, |p| p.0[i % 4096])
+    }
+
+    fn set_shadow(&mut self, intid: u32, priority: u8, enabled: bool) {
+        if let Some(i) = (intid as usize).checked_sub(LPI_BASE as usize)
+            && let Some(p) = self.shadow.get_mut(i / 4096)
+        {
+            p.0[i % 4096] = shadow_byte(priority, enabled);
+        }
+    }
+
+    /// Events mapped now whose LPI the hardware injects directly.
+    pub fn direct_events(&self) -> usize {
+        if !self.direct() {
+            return 0;
+        }
+        self.ites
+            .iter()
+            .filter(|i| self.is_direct(i.dev, i.event))
+            .count()
+    }
+
+    /// True if (dev, event) is the hardware's virtual LPI: an owned device's event that the
+    /// physical ITS maps ([`PHYS_EVENT_BITS`]); others stay emulated.
+    fn is_direct(&self, dev: u32, event: u32) -> bool {
+        self.direct() && self.owns(dev) && event < 1 << PHYS_EVENT_BITS
     }
 
     /// True if DeviceID `dev` belongs to a device the VM owns.
@@ -599,7 +803,7 @@ impl Its {
                 1,
                 self.mapti(c.device(), c.event(), c.event(), c.icid(), ram),
             ),
-            cmd::INT => (1, self.raise(c.device(), c.event())),
+            cmd::INT => (1, self.int(c)),
             cmd::CLEAR => (1, self.clear(c)),
             cmd::DISCARD => (1, self.discard(c)),
             cmd::INV => (1, self.inv(c, ram)),
@@ -781,17 +985,25 @@ impl Its {
             Err(k) => self.ites.insert(k, ite),
         }
         let target = self.collections[icid as usize].map(VcpuId::from);
-        if self.owns(dev) {
+        let (priority, enabled) = self.property(intid, ram);
+        if self.owns(dev) && event < 1 << PHYS_EVENT_BITS {
             if at.is_ok() {
                 self.phys(PhysItsOp::UnmapEvent { dev, event });
             }
+            // The shadow byte is in place before the hardware maps the virtual LPI.
+            self.set_shadow(intid, priority, enabled);
             let vcpu = target.unwrap_or(0);
-            self.phys(PhysItsOp::MapEvent { dev, event, vcpu });
+            self.phys(PhysItsOp::MapEvent {
+                dev,
+                event,
+                vcpu,
+                intid,
+            });
         }
+        let direct = self.is_direct(dev, event);
         match self.lpis.binary_search_by_key(&intid, |l| l.intid) {
             Ok(k) => self.lpis[k].refs += 1,
             Err(k) => {
-                let (priority, enabled) = self.property(intid, ram);
                 self.lpis.insert(
                     k,
                     Lpi {
@@ -802,8 +1014,10 @@ impl Its {
                     },
                 );
                 // A new LPI takes its pending state from the pending table of its target, if
-                // that redistributor's LPIs are on (KVM `vgic_v3_lpi_sync_pending_status`).
+                // that redistributor's LPIs are on (KVM `vgic_v3_lpi_sync_pending_status`);
+                // a virtual LPI's pending state is the hardware's.
                 if let Some(v) = target
+                    && !direct
                     && self.pending_table_bit(v, intid, ram)
                 {
                     self.lpis[k].state.pending_latch = true;
@@ -853,8 +1067,28 @@ impl Its {
 
     fn clear(&mut self, c: &Cmd) -> Result<(), CmdError> {
         let (_, ite) = self.ite(c.device(), c.event())?;
+        if self.is_direct(ite.dev, ite.event) {
+            let (dev, event) = (ite.dev, ite.event);
+            self.phys(PhysItsOp::Clear { dev, event });
+            return Ok(());
+        }
         self.unpend(ite.intid);
         Ok(())
+    }
+
+    /// INT: on a directly injected event, the physical INT (the hardware keeps its pending
+    /// state); otherwise an event of this ITS.
+    fn int(&mut self, c: &Cmd) -> Result<(), CmdError> {
+        let (dev, event) = (c.device(), c.event());
+        if self.is_direct(dev, event) {
+            let (_, ite) = self.ite(dev, event)?;
+            if self.collections[ite.icid as usize].is_none() {
+                return Err(CmdError::CollectionNotMapped);
+            }
+            self.phys(PhysItsOp::Int { dev, event });
+            return Ok(());
+        }
+        self.raise(dev, event)
     }
 
     fn unref_lpi(&mut self, intid: u32) {
@@ -870,6 +1104,10 @@ impl Its {
     /// event whose collection is unmapped is dropped (KVM, QEMU); its mapping stays.
     pub fn raise(&mut self, dev: u32, event: u32) -> Result<(), CmdError> {
         let (_, ite) = self.ite(dev, event)?;
+        if self.is_direct(dev, event) {
+            // The hardware delivers it: a virtual LPI never enters a list register too.
+            return Ok(());
+        }
         if self.collections[ite.icid as usize].is_none() {
             return Err(CmdError::CollectionNotMapped);
         }
@@ -896,6 +1134,16 @@ impl Its {
     fn inv(&mut self, c: &Cmd, ram: &dyn GuestRam) -> Result<(), CmdError> {
         let (_, ite) = self.ite(c.device(), c.event())?;
         self.reload_property(ite.intid, ram);
+        if self.is_direct(ite.dev, ite.event) {
+            let vcpu = self.lpi(ite.intid).and_then(|l| l.target).unwrap_or(0);
+            let (dev, event, intid) = (ite.dev, ite.event, ite.intid);
+            self.phys(PhysItsOp::Property {
+                dev,
+                event,
+                intid,
+                vcpu,
+            });
+        }
         Ok(())
     }
 
@@ -907,11 +1155,17 @@ impl Its {
         if self.collections[icid].is_none() {
             return Err(CmdError::CollectionNotMapped);
         }
+        let mut direct = false;
         for k in 0..self.ites.len() {
             let it = self.ites[k];
             if it.icid as usize == icid {
                 self.reload_property(it.intid, ram);
+                direct |= self.is_direct(it.dev, it.event);
             }
+        }
+        if direct && let Some(vcpu) = self.collections[icid] {
+            let vcpu = vcpu as VcpuId;
+            self.phys(PhysItsOp::PropertyAll { vcpu });
         }
         Ok(())
     }
@@ -972,6 +1226,7 @@ impl Its {
 
     fn reload_property(&mut self, intid: u32, ram: &dyn GuestRam) {
         let (priority, enabled) = self.property(intid, ram);
+        self.set_shadow(intid, priority, enabled);
         if let Some(k) = self.lpi_index(intid) {
             self.lpis[k].state.priority = priority;
             self.lpis[k].state.enabled = enabled;

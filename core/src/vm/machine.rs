@@ -297,6 +297,8 @@ pub struct Vm {
     state: AtomicU8,
     /// What the guest may see of the CPU's features.
     pub features: FeaturePolicy,
+    /// The events of the PCI devices it owns are injected directly (GICv4 vLPIs).
+    pub direct_lpis: bool,
 }
 
 /// What the hardware shell must do after [`Vm::handle_exit`].
@@ -372,6 +374,9 @@ pub struct VmHost {
     pub first_pcpu: usize,
     /// The host's list-register format.
     pub lr_format: crate::vgic::lr::LrFormat,
+    /// The owned PCI devices' MSIs become virtual LPIs the hardware injects (a GICv4 host
+    /// whose ITS exitless set up for it); else they exit and go through list registers.
+    pub direct_lpis: bool,
 }
 
 /// A VM's vGIC in its reset state, at creation and at SYSTEM_RESET alike: passed-through SPIs
@@ -382,6 +387,7 @@ fn reset_vgic(
     lr_count: usize,
     pri_bits: u8,
     lr_format: crate::vgic::lr::LrFormat,
+    direct_lpis: bool,
 ) -> Vgic {
     let mut vgic = Vgic::new(&VgicConfig {
         version: config.gic,
@@ -398,7 +404,7 @@ fn reset_vgic(
         {
             // Every requester ID of the bridge's segment but 0 (the bridge itself, and what
             // QEMU's CPUs write to GITS_TRANSLATER carries): their MSIs reach the physical ITS.
-            its.set_owned(1..0x1_0000);
+            its.set_owned(1..0x1_0000, direct_lpis);
         }
     }
     for dev in &config.passthrough {
@@ -419,7 +425,14 @@ impl Vm {
         boot: (u64, u64),
     ) -> Result<Vm, VmError> {
         let layout = config.layout;
-        let vgic = reset_vgic(&config, host.lr_count, host.pri_bits, host.lr_format);
+        let direct_lpis = host.direct_lpis && config.pci;
+        let vgic = reset_vgic(
+            &config,
+            host.lr_count,
+            host.pri_bits,
+            host.lr_format,
+            direct_lpis,
+        );
         let mut bus = MmioBus::new();
         let bus_err = |e: super::mmio::BusError| VmError::Bus(alloc::format!("{e}"));
         bus.insert(layout.gicd_range(), Device::Gicd, "GICD")
@@ -466,6 +479,7 @@ impl Vm {
             stats: VmStats::default(),
             state: AtomicU8::new(VmState::Running as u8),
             features,
+            direct_lpis,
         })
     }
 
@@ -475,7 +489,7 @@ impl Vm {
             let g = self.vgic.lock();
             (g.lr_count(), g.pri_bits(), g.lr_format())
         };
-        let mut vgic = reset_vgic(&self.config, lr_count, pri_bits, format);
+        let mut vgic = reset_vgic(&self.config, lr_count, pri_bits, format, self.direct_lpis);
         vgic.reset_linked_spis();
         *self.vgic.lock() = vgic;
         *self.uart.lock() = Pl011::new();

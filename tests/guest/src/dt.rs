@@ -40,6 +40,9 @@ pub struct Platform {
     pub ptimer: u32,
     pub vtimer: u32,
     pub bench: bool,
+    /// `exitless.direct-msi`: the hypervisor injects the owned PCI devices' MSIs directly
+    /// (GICv4), so the `pci` cases expect no exit for them.
+    pub direct_msi: bool,
     /// `exitless.hostile[=WRITES,OPS]`: run the hostile guest ([`crate::hostile`]) with these
     /// counts (0: its defaults) instead of the cases.
     pub hostile: Option<(u64, u64)>,
@@ -180,6 +183,9 @@ pub fn parse(addr: usize) -> Result<Platform, &'static str> {
     let bench = bootargs
         .split_ascii_whitespace()
         .any(|w| w == "exitless.bench");
+    let direct_msi = bootargs
+        .split_ascii_whitespace()
+        .any(|w| w == "exitless.direct-msi");
     let hostile = bootargs.split_ascii_whitespace().find_map(|w| {
         let rest = w.strip_prefix("exitless.hostile")?;
         let rest = match rest.strip_prefix('=') {
@@ -203,6 +209,7 @@ pub fn parse(addr: usize) -> Result<Platform, &'static str> {
         ptimer: ppis[1],
         vtimer: ppis[2],
         bench,
+        direct_msi,
         hostile,
     })
 }

@@ -743,7 +743,7 @@ fn accesses_of_the_wrong_width_or_to_no_register_are_reported() {
 #[test]
 fn commands_on_a_device_the_vm_owns_record_the_physical_work_in_order() {
     let mut v = with_device();
-    v.its.set_owned(1..0x1_0000);
+    v.its.set_owned(1..0x1_0000, false);
     v.send(&[
         mapd(9, 4, true),
         mapti(9, 0, 8192, 1),
@@ -763,7 +763,8 @@ fn commands_on_a_device_the_vm_owns_record_the_physical_work_in_order() {
             PhysItsOp::MapEvent {
                 dev: 9,
                 event: 0,
-                vcpu: 1
+                vcpu: 1,
+                intid: 8192
             },
             PhysItsOp::MoveEvent {
                 dev: 9,
@@ -785,7 +786,7 @@ fn commands_on_a_device_the_vm_owns_record_the_physical_work_in_order() {
 #[test]
 fn a_device_the_vm_does_not_own_records_no_physical_work() {
     let mut v = with_device();
-    v.its.set_owned(1..8);
+    v.its.set_owned(1..8, false);
     v.send(&[mapti(8, 0, 8192, 1), ev(cmd::INT, 8, 0)]);
     assert!(v.its.take_phys_ops().is_empty());
     assert_eq!(
@@ -798,7 +799,7 @@ fn a_device_the_vm_does_not_own_records_no_physical_work() {
 #[test]
 fn physical_work_is_bounded_per_access_and_the_queue_goes_on_once_it_was_taken() {
     let mut v = with_device();
-    v.its.set_owned(1..0x1_0000);
+    v.its.set_owned(1..0x1_0000, false);
     let mut cmds = alloc::vec![mapd(9, 8, true)];
     for e in 0..100 {
         cmds.push(mapti(9, e, 8192 + e, 0));
@@ -819,6 +820,244 @@ fn physical_work_is_bounded_per_access_and_the_queue_goes_on_once_it_was_taken()
     assert_eq!(total, 101, "every command's work, in turns");
     assert_eq!(v.r(GITS_CREADR, 8), v.r(GITS_CWRITER, 8));
     assert_eq!(v.errors(), 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Direct injection (GICv4): owned devices' events are the hardware's virtual LPIs.
+
+fn direct() -> Vm {
+    let mut v = with_device();
+    v.its.set_owned(1..0x1_0000, true);
+    v
+}
+
+/// The hardware reads the shadow, never the guest's table: MAPTI copies the guest's property
+/// byte (priority 7:2, enable 0; bit 1 set) into the shadow before the event is mapped.
+#[test]
+fn direct_mapti_copies_the_guest_property_byte_into_the_shadow_table_first() {
+    let mut v = direct();
+    assert!(v.its.direct());
+    let table = v.its.shadow_table().expect("a shadow table");
+    assert_eq!(table.len() * 4096, (1 << LPI_ID_BITS) - 8192);
+    assert_eq!(
+        table.as_ptr() as usize % 4096,
+        0,
+        "GICR_VPROPBASER is 4 KiB aligned"
+    );
+    v.set_prop(8200, 0x40 | 1);
+    v.send(&[mapd(9, 4, true), mapti(9, 3, 8200, 1)]);
+    assert_eq!(v.its.shadow_prop(8200), 0x40 | 0b10 | 1);
+    assert_eq!(v.its.shadow_prop(8201), 0, "untouched LPIs stay disabled");
+    let ops = v.its.take_phys_ops();
+    assert_eq!(
+        ops[1],
+        PhysItsOp::MapEvent {
+            dev: 9,
+            event: 3,
+            vcpu: 1,
+            intid: 8200
+        }
+    );
+    // The guest scribbling over its table changes nothing until it says INV.
+    v.set_prop(8200, 0);
+    assert_eq!(v.its.shadow_prop(8200), 0x40 | 0b10 | 1);
+}
+
+/// IHI 0069H 5.3.13: INV makes the ITS reread one LPI's property; INVALL (5.3.14) those of a
+/// collection. Directly injected, the shadow follows and the hardware is told (INV/VINVALL).
+#[test]
+fn direct_inv_and_invall_update_the_shadow_and_ask_the_hardware_to_reread_it() {
+    let mut v = direct();
+    v.send(&[mapd(9, 4, true), mapti(9, 0, 8192, 2), mapti(9, 1, 8193, 2)]);
+    let _ = v.its.take_phys_ops();
+    v.set_prop(8192, 0x80 | 0b10); // disabled
+    v.send(&[ev(cmd::INV, 9, 0)]);
+    assert_eq!(v.its.shadow_prop(8192), 0x80 | 0b10);
+    assert_eq!(
+        v.its.take_phys_ops().as_slice(),
+        [PhysItsOp::Property {
+            dev: 9,
+            event: 0,
+            intid: 8192,
+            vcpu: 2
+        }]
+    );
+    v.set_prop(8193, 0x20 | 0b10 | 1);
+    v.send(&[invall(2)]);
+    assert_eq!(v.its.shadow_prop(8193), 0x20 | 0b10 | 1);
+    assert_eq!(
+        v.its.take_phys_ops().as_slice(),
+        [PhysItsOp::PropertyAll { vcpu: 2 }]
+    );
+}
+
+/// A virtual LPI's pending state is the hardware's: the guest's INT and CLEAR become the
+/// physical commands, and the LPI never goes pending in the model (so never into a list
+/// register, where the hardware could deliver it a second time).
+#[test]
+fn direct_int_and_clear_are_physical_and_never_pend_in_a_list_register() {
+    let mut v = direct();
+    v.send(&[mapd(9, 4, true), mapti(9, 0, 8192, 1)]);
+    let _ = v.its.take_phys_ops();
+    v.send(&[ev(cmd::INT, 9, 0), ev(cmd::CLEAR, 9, 0)]);
+    assert_eq!(v.errors(), 0);
+    assert_eq!(
+        v.its.take_phys_ops().as_slice(),
+        [
+            PhysItsOp::Int { dev: 9, event: 0 },
+            PhysItsOp::Clear { dev: 9, event: 0 }
+        ]
+    );
+    assert!(v.pending_on(1).is_empty());
+    assert_eq!(v.its.raise(9, 0), Ok(()));
+    assert!(
+        v.pending_on(1).is_empty(),
+        "raise leaves a virtual LPI to the hardware"
+    );
+    // INT on an unmapped collection is the architected error, as on the emulated path.
+    v.send(&[mapti(9, 1, 8193, 5), ev(cmd::INT, 9, 1)]);
+    assert_eq!(
+        v.its.stats.last_error,
+        Some((cmd::INT, CmdError::CollectionNotMapped))
+    );
+}
+
+/// A device the VM does not own keeps the emulated path even when its ITS injects directly
+/// (fallback: a guest INT on an emulated event goes through the list registers).
+#[test]
+fn direct_injection_leaves_emulated_events_on_the_list_register_path() {
+    let mut v = with_device();
+    v.its.set_owned(9..10, true);
+    v.send(&[mapti(8, 0, 8192, 1), ev(cmd::INT, 8, 0)]);
+    assert!(v.its.take_phys_ops().is_empty());
+    assert_eq!(v.pending_on(1), [8192]);
+    assert_eq!(v.its.shadow_prop(8192), 0, "no shadow for an emulated LPI");
+}
+
+/// Guest command -> physical commands on a GICv4 host: each guest operation on an owned
+/// device's event becomes its GICv4 form on the vPE of the target vCPU (vPEID = 10 + vCPU
+/// here), followed by VSYNC of that vPE; nothing is sent for an event not mapped physically.
+#[test]
+fn direct_commands_translate_each_guest_operation_to_its_gicv4_form() {
+    use crate::gic::its::{Command as C, NO_DOORBELL};
+    let vpe = |v: VcpuId| (v < 4).then_some(10 + v as u16);
+    let map = PhysItsOp::MapEvent {
+        dev: 8,
+        event: 1,
+        vcpu: 2,
+        intid: 8200,
+    };
+    assert_eq!(
+        direct_commands(map, None, vpe).as_slice(),
+        [
+            C::Vmapti {
+                dev: 8,
+                event: 1,
+                vpe: 12,
+                vintid: 8200,
+                doorbell: NO_DOORBELL
+            },
+            C::Vsync { vpe: 12 }
+        ],
+        "MAPTI -> VMAPTI, the guest's EventID and INTID as they are, no doorbell"
+    );
+    assert_eq!(
+        direct_commands(map, Some(0), vpe).as_slice(),
+        [
+            C::Discard { dev: 8, event: 1 },
+            C::Vsync { vpe: 10 },
+            C::Vmapti {
+                dev: 8,
+                event: 1,
+                vpe: 12,
+                vintid: 8200,
+                doorbell: NO_DOORBELL
+            },
+            C::Vsync { vpe: 12 }
+        ],
+        "a mapped event is discarded before VMAPTI (re-VMAPTI is UNPREDICTABLE)"
+    );
+    let unmap = PhysItsOp::UnmapEvent { dev: 8, event: 1 };
+    assert_eq!(
+        direct_commands(unmap, Some(2), vpe).as_slice(),
+        [C::Discard { dev: 8, event: 1 }, C::Vsync { vpe: 12 }]
+    );
+    assert!(direct_commands(unmap, None, vpe).is_empty());
+    let mv = PhysItsOp::MoveEvent {
+        dev: 8,
+        event: 1,
+        vcpu: 3,
+    };
+    assert_eq!(
+        direct_commands(mv, Some(2), vpe).as_slice(),
+        [
+            C::Vmovi {
+                dev: 8,
+                event: 1,
+                vpe: 13
+            },
+            C::Vsync { vpe: 13 }
+        ],
+        "MOVI -> VMOVI to the new vCPU's vPE"
+    );
+    let inv = PhysItsOp::Property {
+        dev: 8,
+        event: 1,
+        intid: 8200,
+        vcpu: 2,
+    };
+    assert_eq!(
+        direct_commands(inv, Some(2), vpe).as_slice(),
+        [C::Inv { dev: 8, event: 1 }, C::Vsync { vpe: 12 }]
+    );
+    assert_eq!(
+        direct_commands(PhysItsOp::PropertyAll { vcpu: 1 }, None, vpe).as_slice(),
+        [C::Vinvall { vpe: 11 }, C::Vsync { vpe: 11 }],
+        "INVALL -> VINVALL"
+    );
+    assert_eq!(
+        direct_commands(PhysItsOp::Int { dev: 8, event: 1 }, Some(2), vpe).as_slice(),
+        [C::Int { dev: 8, event: 1 }, C::Vsync { vpe: 12 }]
+    );
+    assert_eq!(
+        direct_commands(PhysItsOp::Clear { dev: 8, event: 1 }, Some(2), vpe).as_slice(),
+        [C::Clear { dev: 8, event: 1 }, C::Vsync { vpe: 12 }]
+    );
+    assert!(
+        direct_commands(PhysItsOp::Int { dev: 8, event: 1 }, None, vpe).is_empty(),
+        "an event not mapped physically has nothing to raise"
+    );
+    let far = PhysItsOp::MapEvent {
+        dev: 8,
+        event: 1,
+        vcpu: 9,
+        intid: 8200,
+    };
+    assert!(
+        direct_commands(far, None, vpe).is_empty(),
+        "no vPE: nothing"
+    );
+}
+
+/// The physical ITS maps an owned device's EventIDs below 2^PHYS_EVENT_BITS only: a higher
+/// one (the conformance guest's MAPI of EventID 8193) records no physical work and stays an
+/// emulated event, delivered through the list registers, even with direct injection.
+#[test]
+fn direct_injection_keeps_events_beyond_the_physical_itt_emulated() {
+    let mut v = direct();
+    let high = 8193; // MAPI: the EventID is the LPI
+    assert!(high >= 1 << PHYS_EVENT_BITS);
+    v.send(&[mapd(7, 15, true), mapi(7, high, 1), ev(cmd::INT, 7, high)]);
+    assert_eq!(v.errors(), 0);
+    assert_eq!(
+        v.its.take_phys_ops().as_slice(),
+        [PhysItsOp::MapDevice {
+            dev: 7,
+            event_bits: 16
+        }]
+    );
+    assert_eq!(v.pending_on(1), [high]);
+    assert_eq!(v.its.direct_events(), 0);
 }
 
 // ---------------------------------------------------------------------------------------------

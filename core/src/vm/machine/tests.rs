@@ -91,6 +91,7 @@ fn vm_from(toml: &str, lr_format: crate::vgic::lr::LrFormat) -> Vm {
             pri_bits: 5,
             first_pcpu: 0,
             lr_format,
+            direct_lpis: false,
         },
         (0x4000_0000, 0x4800_0000),
     )
