@@ -47,6 +47,12 @@ pub const CASES: &[Case] = &[
         only: Only::V3,
         f: edu_int_clear,
     },
+    Case {
+        group: "pci",
+        name: "edu's MSI to a CPU that is off (PSCI CPU_OFF) waits, and is taken there once after CPU_ON",
+        only: Only::V3,
+        f: edu_cpu_off,
+    },
 ];
 
 /// edu's identification register (BAR0 + 0): major 1, minor 0, 0xed.
@@ -316,6 +322,41 @@ fn edu_int_clear() -> Outcome {
         ensure!(ok, "stuck");
         let got = take(neg());
         ensure!(got.is_none(), "after CLEAR: took {got:?}");
+        Outcome::Pass
+    })
+}
+
+fn edu_cpu_off() -> Outcome {
+    let n = gic().cpu_count;
+    if n < 2 {
+        return Outcome::Skip("needs 2 CPUs");
+    }
+    let o = n - 1;
+    with_edu(|its, rid, bar, lpi| {
+        let g = gic();
+        ensure!(
+            its.send(&[c::movi(rid, 0, o as u32), c::sync(its.rd(g, o))]),
+            "stuck"
+        );
+        rt::post(o, rt::cpu_off_job, 0);
+        ensure!(
+            hw::wait_until(pos(), || rt::affinity_info(o) == 1),
+            "CPU {o} did not go off"
+        );
+        CPUS[o].clear();
+        raise(bar);
+        let got = take(neg());
+        ensure!(got.is_none(), "CPU 0 took {got:?}");
+        let r = rt::cpu_on(o);
+        ensure!(r == 0, "CPU_ON of CPU {o} returned {r}");
+        ensure!(
+            wait_count(o, 1, pos()),
+            "CPU {o} did not take the MSI that came while it was off"
+        );
+        ensure!(
+            CPUS[o].times_seen(lpi) == 1,
+            "CPU {o} took another interrupt, or LPI {lpi} twice"
+        );
         Outcome::Pass
     })
 }
