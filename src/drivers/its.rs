@@ -646,10 +646,22 @@ impl Its {
     }
 
     /// Forgets everything VM `vm` mapped in the physical ITS (its devices and their events,
-    /// virtual or not): a VM reset starts with an empty vITS. Its vPEs stay.
+    /// virtual or not): a VM reset starts with an empty vITS. Its vPEs stay, their pending
+    /// tables emptied (no vLPI from before the reset reaches the restarted guest). Called while
+    /// every vCPU of the VM is stopped, so no vPE is resident.
     pub fn forget_vm(&self, vm: usize) -> Result<(), String> {
         if let Some(d) = self.direct.lock().get_mut(&vm) {
             d.events.clear();
+            for p in &d.vpes {
+                if p.residency.resident {
+                    continue;
+                }
+                let bytes = 1u64 << (VLPI_ID_BITS - 3);
+                // SAFETY: `p.vpt` is the pending table `create_vpes` allocated with this size;
+                // its vPE is not resident (checked above), so no redistributor uses it now.
+                unsafe { core::ptr::write_bytes(p.vpt as *mut u8, 0, bytes as usize) };
+                cache::clean_invalidate(p.vpt, bytes);
+            }
         }
         let devs: heapless::Vec<u32, 64> = self
             .devices

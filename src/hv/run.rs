@@ -82,6 +82,7 @@ fn idle(cpu: usize) -> ! {
         if console::output_pending() {
             console::pump();
         }
+        crate::machine::power::watchdog(cpu);
         aarch64_cpu::asm::wfe();
     }
 }
@@ -98,6 +99,7 @@ fn wait_power_on(cpu: usize, rt: &VmRuntime, v: usize) -> (u64, u64) {
         if console::output_pending() {
             console::pump();
         }
+        crate::machine::power::watchdog(cpu);
         aarch64_cpu::asm::wfe();
     }
 }
@@ -388,6 +390,9 @@ impl StopHw for StopOnHw<'_> {
 /// its counters and, once every VM is off, the machine's power-off.
 fn stop_vm(cpu: usize, rt: &VmRuntime, me: usize) {
     let boot = (rt.plan.entry, rt.plan.dtb.start);
+    // What the guest wrote before it asked goes out before exitless says the VM stopped: its
+    // last line must not be split by that line (the hostile guest's verdict once was).
+    console::flush_all();
     match power::stop_vm(&rt.vm, me, boot, &mut StopOnHw { cpu, rt }) {
         StopEnd::Restarted { .. } | StopEnd::ReloadFailed(_) => {}
         StopEnd::PoweredOff { .. } => {
@@ -413,6 +418,7 @@ fn stop_vm(cpu: usize, rt: &VmRuntime, me: usize) {
                     },
                     bound >> 10
                 );
+                crate::machine::power::note(cpu, crate::machine::power::Stage::Announced);
                 log::info!("all VMs are off: powering the machine off");
                 console::flush_all();
                 crate::machine::power::power_off();

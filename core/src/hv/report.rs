@@ -70,10 +70,16 @@ pub fn counters(vm: &Vm) -> String {
             .map(|(_, id)| s.sysregs.get(id).copied().unwrap_or(0))
             .sum::<u64>();
     }
-    let mmio = vm.stats.mmio.lock().clone();
+    let (mmio, other) = {
+        let m = vm.stats.mmio.lock();
+        (m.by_name(), m.other)
+    };
     let _ = write!(out, "MMIO exits by device/register:");
     for ((dev, group), c) in &mmio {
         let _ = write!(out, " {dev}.{group}={c}");
+    }
+    if other != 0 {
+        let _ = write!(out, " other={other}");
     }
     let _ = writeln!(out);
     let inj: [u64; 5] = core::array::from_fn(|i| vm.stats.injected[i].load(Ordering::Relaxed));

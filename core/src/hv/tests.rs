@@ -498,8 +498,12 @@ fn acknowledge_and_completion_exits_count_trapped_icc_registers_and_gicc_mmio() 
     // An ID register trap is not an acknowledge or completion.
     let id_aa64pfr0 = crate::trap::esr::SysRegId::new(3, 0, 0, 4, 0);
     vm.vcpus[1].stats.lock().sysregs.insert(id_aa64pfr0, 5);
-    vm.stats.mmio.lock().insert(("GICC", "GICC_EOIR"), 2);
-    vm.stats.mmio.lock().insert(("GICD", "GICD_ISENABLER"), 9);
+    for _ in 0..2 {
+        vm.stats.mmio.lock().count("GICC", "GICC_EOIR");
+    }
+    for _ in 0..9 {
+        vm.stats.mmio.lock().count("GICD", "GICD_ISENABLER");
+    }
     let text = report::counters(&vm);
     assert!(
         text.ends_with(

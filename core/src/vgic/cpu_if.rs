@@ -268,6 +268,11 @@ impl Vgic {
         let dir_trapped = c.dir_trapped;
         c.dir_trapped = false;
         c.eoimode1 = shadow.eoimode1;
+        // Nothing was in the list registers and nothing active waits outside them: the guest
+        // cannot have changed any interrupt's state (EOIcount has nothing to deactivate).
+        if c.lrs.iter().all(Option::is_none) && c.outside_active.is_empty() {
+            return;
+        }
         let loaded: [Option<LrEntry>; MAX_LRS] = core::mem::replace(&mut c.lrs, [None; MAX_LRS]);
         for (n, entry) in loaded.iter().enumerate() {
             let Some(entry) = entry else { continue };

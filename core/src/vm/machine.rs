@@ -213,11 +213,66 @@ impl VcpuStats {
     }
 }
 
+/// Slots of the MMIO counter table.
+pub const MMIO_COUNTER_SLOTS: usize = 64;
+
+/// MMIO accesses by (device, register group): a fixed table (no allocation, no string
+/// comparison on the exit path: the names are `'static` and found by their address), with a
+/// count for accesses that found no free slot.
+#[derive(Debug, Clone)]
+pub struct MmioCounters {
+    slots: [Option<(&'static str, &'static str, u64)>; MMIO_COUNTER_SLOTS],
+    /// Accesses counted nowhere else (the table was full).
+    pub other: u64,
+}
+
+impl Default for MmioCounters {
+    fn default() -> Self {
+        MmioCounters {
+            slots: [None; MMIO_COUNTER_SLOTS],
+            other: 0,
+        }
+    }
+}
+
+impl MmioCounters {
+    /// Counts one access to `group` of `dev`.
+    pub fn count(&mut self, dev: &'static str, group: &'static str) {
+        let key = (dev.as_ptr() as usize) ^ (group.as_ptr() as usize).rotate_left(7);
+        let start = (key ^ (key >> 7) ^ (key >> 13)) % MMIO_COUNTER_SLOTS;
+        for k in 0..MMIO_COUNTER_SLOTS {
+            let slot = &mut self.slots[(start + k) % MMIO_COUNTER_SLOTS];
+            match slot {
+                Some((d, g, c)) if core::ptr::eq(*d, dev) && core::ptr::eq(*g, group) => {
+                    *c += 1;
+                    return;
+                }
+                Some(_) => {}
+                None => {
+                    *slot = Some((dev, group, 1));
+                    return;
+                }
+            }
+        }
+        self.other += 1;
+    }
+
+    /// The counts by (device, group), in name order (one name found at two addresses is
+    /// summed).
+    pub fn by_name(&self) -> BTreeMap<(&'static str, &'static str), u64> {
+        let mut out = BTreeMap::new();
+        for &(d, g, c) in self.slots.iter().flatten() {
+            *out.entry((d, g)).or_insert(0) += c;
+        }
+        out
+    }
+}
+
 /// Per-VM counters.
 #[derive(Debug, Default)]
 pub struct VmStats {
     /// MMIO accesses by (device, register group).
-    pub mmio: Mutex<BTreeMap<(&'static str, &'static str), u64>>,
+    pub mmio: Mutex<MmioCounters>,
     /// Interrupts injected: SGI, timer PPI, UART SPI, passthrough SPI, MSI.
     pub injected: [AtomicU64; 5],
     /// Guest accesses aborted (unowned address, undecodable access).
@@ -757,12 +812,7 @@ impl Vm {
                 (v, if offset == 0 { "DR" } else { "other" })
             }
         };
-        *self
-            .stats
-            .mmio
-            .lock()
-            .entry((dev.name(), group))
-            .or_insert(0) += 1;
+        self.stats.mmio.lock().count(dev.name(), group);
         if !a.write {
             regs.set_reg(a.reg, a.read_result(raw));
         }

@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""profile.py: where exitless's instructions go, per function, for the benchmark guest.
+
+Runs the conformance guest's benchmark mode (`exitless.bench`, the same run as `make bench`'s
+virtualized one) as a 4-vCPU VM of exitless under `-icount shift=0` with QEMU's TCG logging
+restricted to exitless's image (`-dfilter`): `in_asm` gives each translated block's instruction
+count, `exec,nochain` one line per block executed. Blocks executed x their instructions, mapped
+to the functions of out/exitless.elf (linked at 0, loaded at 0x40200000 by QEMU virt's
+`-kernel`), give the instructions exitless executed in each function during the run, and,
+divided by the exits the VM's counters report, per exit.
+
+Usage:  python3 scripts/profile.py [--gic 3] [--top 40] [--keep]
+Needs `make` and `make guest` first; writes out/logs/profile-gicvN.txt (the table) and, with
+--keep, leaves the raw QEMU log (several hundred MB) in out/logs/.
+
+This is the method to check an exit-path change: the total per exit and the rows of the vGIC's
+flush and fold, the exit decoder, the locks, before and after.
+"""
+
+import argparse
+import bisect
+import collections
+import importlib.util
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_spec = importlib.util.spec_from_file_location(
+    "guest_tests", os.path.join(ROOT, "scripts", "guest-tests.py"))
+gt = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(gt)
+
+LOAD = 0x4020_0000
+ELF = os.path.join(ROOT, "out", "exitless.elf")
+TRACE = re.compile(r"^Trace \d+: 0x[0-9a-f]+ \[[0-9a-f]+/([0-9a-f]+)/")
+IN_ADDR = re.compile(r"^0x([0-9a-f]+):\s")
+EXITS = re.compile(r"^vCPU \d+: (\d+) exits")
+
+
+def symbols():
+    """(sorted start addresses, names) of exitless's functions, at their load addresses."""
+    out = subprocess.run(["aarch64-linux-gnu-nm", "-n", "-C", "--defined-only", ELF],
+                         stdout=subprocess.PIPE, text=True, check=True).stdout
+    starts, names = [], []
+    for line in out.splitlines():
+        parts = line.split(" ", 2)
+        if len(parts) == 3 and parts[1] in "tTwW":
+            starts.append(int(parts[0], 16) + LOAD)
+            names.append(re.sub(r"::h[0-9a-f]{16}$", "", parts[2]))
+    return starts, names
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--gic", type=int, default=3)
+    p.add_argument("--top", type=int, default=40)
+    p.add_argument("--keep", action="store_true", help="keep the raw QEMU log")
+    a = p.parse_args()
+    if not os.path.exists(ELF) or not os.path.exists(gt.GUEST):
+        sys.exit("profile.py: run `make` and `make guest` first")
+    size = os.path.getsize(os.path.join(ROOT, "out", "exitless.bin"))
+    end = LOAD + ((size + (2 << 20) - 1) & ~((2 << 20) - 1))
+    raw = os.path.join(gt.OUT, "logs", f"profile-gicv{a.gic}.qemu.log")
+    bundle = gt.make_bundle(a.gic, bootargs="exitless.bench")
+    args = gt.virt_args(a.gic, bundle, icount=True) + [
+        "-d", "exec,nochain,in_asm", "-dfilter", f"{LOAD:#x}..{end - 1:#x}", "-D", raw]
+    ok, log, secs, qout = gt.run_qemu(f"profile-gicv{a.gic}", args, 1800,
+                                      expect="exitless-guest bench done")
+    if not ok:
+        print(qout)
+        sys.exit("profile.py: the run failed")
+    exits = sum(int(m.group(1)) for l in log.splitlines() if (m := EXITS.match(l)))
+
+    # Block sizes (instructions) from in_asm, executions from exec.
+    size_of = {}
+    runs = collections.Counter()
+    block, n = None, 0
+    with open(raw, errors="replace") as f:
+        for line in f:
+            if line.startswith("Trace "):
+                m = TRACE.match(line)
+                if m:
+                    runs[int(m.group(1), 16)] += 1
+                continue
+            m = IN_ADDR.match(line)
+            if m:
+                if block is None:
+                    block, n = int(m.group(1), 16), 0
+                n += 1
+            elif block is not None:
+                size_of[block] = n
+                block = None
+    if block is not None:
+        size_of[block] = n
+    if not a.keep:
+        os.remove(raw)
+
+    starts, names = symbols()
+    per_fn = collections.Counter()
+    total = 0
+    for pc, count in runs.items():
+        ins = count * size_of.get(pc, 1)
+        total += ins
+        i = bisect.bisect_right(starts, pc) - 1
+        per_fn[names[i] if i >= 0 else f"{pc:#x}"] += ins
+    lines = [f"exitless instructions during the GICv{a.gic} benchmark run: {total} "
+             f"({exits} exits; {total / max(exits, 1):.0f} per exit, boot and console included)",
+             "", f"{'instructions':>14} {'per exit':>9} {'share':>6}  function"]
+    for name, ins in per_fn.most_common(a.top):
+        lines.append(f"{ins:>14} {ins / max(exits, 1):>9.1f} {100 * ins / max(total, 1):>5.1f}%  "
+                     f"{name}")
+    text = "\n".join(lines) + "\n"
+    out = os.path.join(gt.OUT, "logs", f"profile-gicv{a.gic}.txt")
+    with open(out, "w") as f:
+        f.write(text)
+    print(text, end="")
+    print(f"profile.py: written to {os.path.relpath(out, ROOT)} ({secs:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
