@@ -9,9 +9,14 @@ to the functions of out/exitless.elf (linked at 0, loaded at 0x40200000 by QEMU 
 `-kernel`), give the instructions exitless executed in each function during the run, and,
 divided by the exits the VM's counters report, per exit.
 
-Usage:  python3 scripts/profile.py [--gic 3] [--top 40] [--keep]
-Needs `make` and `make guest` first; writes out/logs/profile-gicvN.txt (the table) and, with
---keep, leaves the raw QEMU log (several hundred MB) in out/logs/.
+Usage:  python3 scripts/profile.py [--gic 3] [--top 40]
+Needs `make` and `make guest` first; writes out/logs/profile-gicvN.txt (the table). QEMU's log
+(tens of GB: one line per block executed) goes through a FIFO and is counted as it comes; it is
+never written to disk. With LTO most of exitless is inlined into a few functions: each block is
+charged to the innermost function its first instruction belongs to (addr2line -i), so the
+vGIC's flush, the exit decoder and the locks show up by name. Spin loops (a lock taken on
+another CPU, the idle loops, the stop of a VM) are in the totals too: read the rows, not only
+the total per exit.
 
 This is the method to check an exit-path change: the total per exit and the rows of the vGIC's
 flush and fold, the exit decoder, the locks, before and after.
@@ -25,6 +30,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _spec = importlib.util.spec_from_file_location(
@@ -52,32 +58,13 @@ def symbols():
     return starts, names
 
 
-def main():
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--gic", type=int, default=3)
-    p.add_argument("--top", type=int, default=40)
-    p.add_argument("--keep", action="store_true", help="keep the raw QEMU log")
-    a = p.parse_args()
-    if not os.path.exists(ELF) or not os.path.exists(gt.GUEST):
-        sys.exit("profile.py: run `make` and `make guest` first")
-    size = os.path.getsize(os.path.join(ROOT, "out", "exitless.bin"))
-    end = LOAD + ((size + (2 << 20) - 1) & ~((2 << 20) - 1))
-    raw = os.path.join(gt.OUT, "logs", f"profile-gicv{a.gic}.qemu.log")
-    bundle = gt.make_bundle(a.gic, bootargs="exitless.bench")
-    args = gt.virt_args(a.gic, bundle, icount=True) + [
-        "-d", "exec,nochain,in_asm", "-dfilter", f"{LOAD:#x}..{end - 1:#x}", "-D", raw]
-    ok, log, secs, qout = gt.run_qemu(f"profile-gicv{a.gic}", args, 1800,
-                                      expect="exitless-guest bench done")
-    if not ok:
-        print(qout)
-        sys.exit("profile.py: the run failed")
-    exits = sum(int(m.group(1)) for l in log.splitlines() if (m := EXITS.match(l)))
-
-    # Block sizes (instructions) from in_asm, executions from exec.
+def count_blocks(path):
+    """Reads QEMU's log from `path` as it is written: block sizes from in_asm, executions from
+    exec."""
     size_of = {}
     runs = collections.Counter()
     block, n = None, 0
-    with open(raw, errors="replace") as f:
+    with open(path, errors="replace") as f:
         for line in f:
             if line.startswith("Trace "):
                 m = TRACE.match(line)
@@ -94,17 +81,71 @@ def main():
                 block = None
     if block is not None:
         size_of[block] = n
-    if not a.keep:
+    return {"size_of": size_of, "runs": runs}
+
+
+def innermost(pcs):
+    """The innermost (inlined) function of each address, from the ELF's debug info."""
+    if not pcs:
+        return {}
+    text = "\n".join(f"{pc - LOAD:#x}" for pc in pcs) + "\n"
+    out = subprocess.run(["aarch64-linux-gnu-addr2line", "-f", "-i", "-C", "-a", "-e", ELF],
+                         input=text, stdout=subprocess.PIPE, text=True, check=True).stdout
+    result, cur, first = {}, None, False
+    for line in out.splitlines():
+        if line.startswith("0x") and ":" not in line:
+            cur, first = int(line, 16) + LOAD, True
+        elif first and cur is not None:
+            result[cur] = re.sub(r"::h[0-9a-f]{16}$", "", line)
+            first = False
+    return result
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--gic", type=int, default=3)
+    p.add_argument("--top", type=int, default=40)
+    a = p.parse_args()
+    if not os.path.exists(ELF) or not os.path.exists(gt.GUEST):
+        sys.exit("profile.py: run `make` and `make guest` first")
+    size = os.path.getsize(os.path.join(ROOT, "out", "exitless.bin"))
+    end = LOAD + ((size + (2 << 20) - 1) & ~((2 << 20) - 1))
+    raw = os.path.join(gt.OUT, "logs", f"profile-gicv{a.gic}.fifo")
+    if os.path.exists(raw):
         os.remove(raw)
+    os.mkfifo(raw)
+    counted = {}
+    reader = threading.Thread(target=lambda: counted.update(count_blocks(raw)))
+    reader.start()
+    bundle = gt.make_bundle(a.gic, bootargs="exitless.bench")
+    args = gt.virt_args(a.gic, bundle, icount=True) + [
+        "-d", "exec,nochain,in_asm", "-dfilter", f"{LOAD:#x}..{end - 1:#x}", "-D", raw]
+    ok, log, secs, qout = gt.run_qemu(f"profile-gicv{a.gic}", args, 1800,
+                                      expect="exitless-guest bench done")
+    if not counted and reader.is_alive():
+        # QEMU never opened the FIFO (it failed early): unblock the reader.
+        with open(raw, "w"):
+            pass
+    reader.join()
+    os.remove(raw)
+    if not ok:
+        print(qout)
+        sys.exit("profile.py: the run failed")
+    exits = sum(int(m.group(1)) for l in log.splitlines() if (m := EXITS.match(l)))
+
+    size_of, runs = counted["size_of"], counted["runs"]
 
     starts, names = symbols()
+    per_pc = {pc: count * size_of.get(pc, 1) for pc, count in runs.items()}
+    total = sum(per_pc.values())
+    inner = innermost(sorted(per_pc, key=per_pc.get, reverse=True)[:4000])
     per_fn = collections.Counter()
-    total = 0
-    for pc, count in runs.items():
-        ins = count * size_of.get(pc, 1)
-        total += ins
-        i = bisect.bisect_right(starts, pc) - 1
-        per_fn[names[i] if i >= 0 else f"{pc:#x}"] += ins
+    for pc, ins in per_pc.items():
+        name = inner.get(pc)
+        if name is None:
+            i = bisect.bisect_right(starts, pc) - 1
+            name = names[i] if i >= 0 else f"{pc:#x}"
+        per_fn[name] += ins
     lines = [f"exitless instructions during the GICv{a.gic} benchmark run: {total} "
              f"({exits} exits; {total / max(exits, 1):.0f} per exit, boot and console included)",
              "", f"{'instructions':>14} {'per exit':>9} {'share':>6}  function"]

@@ -48,26 +48,27 @@ pub fn counters(vm: &Vm) -> String {
                 c.lr_loads, c.lr_overflows, c.eoicount_deactivations
             );
         }
-        if !s.sysregs.is_empty() {
+        if !s.sysregs.is_empty() || s.sysregs.other != 0 {
             let is_id = |id: &SysRegId| id.op0() == 3 && id.op1() == 0 && id.crn() == 0;
-            let ids: u64 = s
-                .sysregs
+            let mut regs: alloc::vec::Vec<(SysRegId, u64)> = s.sysregs.iter().collect();
+            regs.sort_by_key(|(id, _)| id.raw());
+            let ids: u64 = regs
                 .iter()
                 .filter(|(id, _)| is_id(id))
                 .map(|(_, c)| c)
                 .sum();
             let _ = write!(out, "  trapped system registers: ID registers (TID3) {ids}");
-            for (id, c) in s.sysregs.iter().filter(|(id, _)| !is_id(id)) {
+            for (id, c) in regs.iter().filter(|(id, _)| !is_id(id)) {
                 let _ = write!(out, ", {id} {c}");
             }
-            if s.sysregs_other != 0 {
-                let _ = write!(out, ", other encodings {}", s.sysregs_other);
+            if s.sysregs.other != 0 {
+                let _ = write!(out, ", other encodings {}", s.sysregs.other);
             }
             let _ = writeln!(out);
         }
         ack_eoi_exits += ACK_EOI_REGS
             .iter()
-            .map(|(_, id)| s.sysregs.get(id).copied().unwrap_or(0))
+            .map(|(_, id)| s.sysregs.get(*id))
             .sum::<u64>();
     }
     let (mmio, other) = {

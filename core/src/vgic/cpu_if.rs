@@ -108,7 +108,10 @@ impl Vgic {
         let lr_count = self.lr_count;
         let mut hcr = hcr::EN;
         let mut used = 0;
-        let mut outside_active = Vec::new();
+        // The vCPU's own list, emptied by its last fold: refilled in place (no allocation once
+        // it has grown to what this VM needs).
+        let mut outside_active = core::mem::take(&mut self.cpus[vcpu].outside_active);
+        outside_active.clear();
         let mut loaded_spi = false;
         for (n, c) in cands.iter().enumerate() {
             if n >= lr_count {
@@ -158,13 +161,14 @@ impl Vgic {
         }
         let c = &mut self.cpus[vcpu];
         c.dir_trapped = dir_trapped;
-        for lr in &mut c.lrs[used..] {
+        // Entries at lr_count and beyond are never used.
+        for lr in &mut c.lrs[used..lr_count] {
             *lr = None;
         }
         c.outside_active = outside_active;
         c.stats.lr_loads += used as u64;
         c.running = true;
-        shadow.lrs[used..].fill(0);
+        shadow.lrs[used..lr_count].fill(0);
         shadow.used = used;
         shadow.hcr = hcr;
     }
@@ -273,11 +277,12 @@ impl Vgic {
         if c.lrs.iter().all(Option::is_none) && c.outside_active.is_empty() {
             return;
         }
-        let loaded: [Option<LrEntry>; MAX_LRS] = core::mem::replace(&mut c.lrs, [None; MAX_LRS]);
-        for (n, entry) in loaded.iter().enumerate() {
-            let Some(entry) = entry else { continue };
+        for n in 0..self.lr_count {
+            let Some(entry) = self.cpus[vcpu].lrs[n].take() else {
+                continue;
+            };
             let state = fmt.state(shadow.lrs[n]);
-            self.fold_one(vcpu, entry, state);
+            self.fold_one(vcpu, &entry, state);
         }
         // With EOImode=1 an EOI is only a priority drop, yet QEMU's GICv3 virtual interface
         // still counts one that finds no LR in EOIcount. When DIR was trapped (TDIR, or the

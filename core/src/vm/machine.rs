@@ -29,6 +29,8 @@
 //! so the shell may take its own locks, or this VM's, without deadlocking.
 
 use alloc::collections::{BTreeMap, VecDeque};
+
+use crate::util::counters::{CountKey, CountTable};
 use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -187,11 +189,10 @@ pub const MAX_SYSREG_KEYS: usize = 64;
 pub struct VcpuStats {
     /// Exits by reason, indexed like [`ExitReason::ALL`].
     pub exits: [u64; 11],
-    /// Trapped system registers by encoding, for the first [`MAX_SYSREG_KEYS`] encodings seen.
-    pub sysregs: BTreeMap<SysRegId, u64>,
-    /// Traps of encodings beyond those: a guest that walks the IMPLEMENTATION DEFINED space
-    /// (thousands of encodings trap) must not grow the hypervisor's heap with it.
-    pub sysregs_other: u64,
+    /// Trapped system registers by encoding, for the first [`MAX_SYSREG_KEYS`] encodings seen;
+    /// traps of encodings beyond those are counted in its `other` (a guest that walks the
+    /// IMPLEMENTATION DEFINED space, thousands of encodings, does not grow anything).
+    pub sysregs: CountTable<SysRegId, MAX_SYSREG_KEYS>,
     /// Maintenance interrupts taken.
     pub maintenance: u64,
     /// Kicks (physical SGIs) received.
@@ -213,55 +214,44 @@ impl VcpuStats {
     }
 }
 
-/// Slots of the MMIO counter table.
+/// Keys the MMIO counter table keeps.
 pub const MMIO_COUNTER_SLOTS: usize = 64;
 
-/// MMIO accesses by (device, register group): a fixed table (no allocation, no string
-/// comparison on the exit path: the names are `'static` and found by their address), with a
-/// count for accesses that found no free slot.
-#[derive(Debug, Clone)]
-pub struct MmioCounters {
-    slots: [Option<(&'static str, &'static str, u64)>; MMIO_COUNTER_SLOTS],
-    /// Accesses counted nowhere else (the table was full).
-    pub other: u64,
-}
+/// An MMIO counter's key: (device, register group), both `'static` names compared by address
+/// (one name that exists at two addresses gets two slots, summed by [`MmioCounters::by_name`]).
+#[derive(Debug, Clone, Copy)]
+pub struct MmioKey(pub &'static str, pub &'static str);
 
-impl Default for MmioCounters {
-    fn default() -> Self {
-        MmioCounters {
-            slots: [None; MMIO_COUNTER_SLOTS],
-            other: 0,
-        }
+impl PartialEq for MmioKey {
+    fn eq(&self, o: &Self) -> bool {
+        core::ptr::eq(self.0, o.0) && core::ptr::eq(self.1, o.1)
     }
 }
+
+impl Eq for MmioKey {}
+
+impl CountKey for MmioKey {
+    fn slot_hash(&self) -> usize {
+        let k = (self.0.as_ptr() as usize) ^ (self.1.as_ptr() as usize).rotate_left(7);
+        k ^ (k >> 7) ^ (k >> 13)
+    }
+}
+
+impl CountKey for SysRegId {
+    fn slot_hash(&self) -> usize {
+        let r = self.raw() as usize;
+        r ^ (r >> 5)
+    }
+}
+
+/// MMIO accesses by (device, register group).
+pub type MmioCounters = CountTable<MmioKey, MMIO_COUNTER_SLOTS>;
 
 impl MmioCounters {
-    /// Counts one access to `group` of `dev`.
-    pub fn count(&mut self, dev: &'static str, group: &'static str) {
-        let key = (dev.as_ptr() as usize) ^ (group.as_ptr() as usize).rotate_left(7);
-        let start = (key ^ (key >> 7) ^ (key >> 13)) % MMIO_COUNTER_SLOTS;
-        for k in 0..MMIO_COUNTER_SLOTS {
-            let slot = &mut self.slots[(start + k) % MMIO_COUNTER_SLOTS];
-            match slot {
-                Some((d, g, c)) if core::ptr::eq(*d, dev) && core::ptr::eq(*g, group) => {
-                    *c += 1;
-                    return;
-                }
-                Some(_) => {}
-                None => {
-                    *slot = Some((dev, group, 1));
-                    return;
-                }
-            }
-        }
-        self.other += 1;
-    }
-
-    /// The counts by (device, group), in name order (one name found at two addresses is
-    /// summed).
+    /// The counts by (device, group) name, in name order.
     pub fn by_name(&self) -> BTreeMap<(&'static str, &'static str), u64> {
         let mut out = BTreeMap::new();
-        for &(d, g, c) in self.slots.iter().flatten() {
+        for (MmioKey(d, g), c) in self.iter() {
             *out.entry((d, g)).or_insert(0) += c;
         }
         out
@@ -633,13 +623,7 @@ impl Vm {
                 s.exits[i] += 1;
             }
             if let Exit::SysReg { id, .. } = exit {
-                if let Some(c) = s.sysregs.get_mut(&id) {
-                    *c += 1;
-                } else if s.sysregs.len() < MAX_SYSREG_KEYS {
-                    s.sysregs.insert(id, 1);
-                } else {
-                    s.sysregs_other += 1;
-                }
+                s.sysregs.add(id);
             }
         }
         match exit {
@@ -812,7 +796,7 @@ impl Vm {
                 (v, if offset == 0 { "DR" } else { "other" })
             }
         };
-        self.stats.mmio.lock().count(dev.name(), group);
+        self.stats.mmio.lock().add(MmioKey(dev.name(), group));
         if !a.write {
             regs.set_reg(a.reg, a.read_result(raw));
         }
