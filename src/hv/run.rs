@@ -384,6 +384,11 @@ impl StopHw for StopOnHw<'_> {
             g.deactivate(intid);
         }
     }
+
+    fn relax(&mut self) {
+        // The host's event stream (and the stopping vCPUs' events) end the wait.
+        aarch64_cpu::asm::wfe();
+    }
 }
 
 /// The vCPU that stopped or reset its VM: the core's stop policy, then, for a VM that is off,

@@ -28,6 +28,9 @@ pub trait StopHw {
     fn reload_images(&mut self, vm: &Vm) -> Result<(), &'static str>;
     /// Deactivates physical interrupt `intid` (a passed-through SPI of a VM that stopped).
     fn deactivate(&mut self, intid: u32);
+    /// Waits a little while another CPU gets on (a wait for an event: it lets the other CPUs
+    /// run, on QEMU's single-threaded TCG too, and burns nothing on hardware).
+    fn relax(&mut self);
 }
 
 /// How [`stop_vm`] ended.
@@ -69,10 +72,17 @@ pub fn set_power(vm: &Vm, v: usize, state: PowerState) {
 
 /// The vCPUs of `vm` that are On.
 pub fn running_vcpus(vm: &Vm) -> usize {
+    running_mask(vm).count_ones() as usize
+}
+
+/// The vCPUs of `vm` that are on, as a mask.
+pub fn running_mask(vm: &Vm) -> u64 {
     vm.vcpus
         .iter()
-        .filter(|s| s.power.lock().state == PowerState::On)
-        .count()
+        .take(64)
+        .enumerate()
+        .filter(|(_, s)| s.power.lock().state == PowerState::On)
+        .fold(0, |m, (v, _)| m | 1 << v)
 }
 
 /// Every vCPU of `vm` but `me`, as a mask.
@@ -104,21 +114,31 @@ pub fn stop_vm(vm: &Vm, me: usize, boot: (u64, u64), hw: &mut impl StopHw) -> St
     set_power(vm, me, PowerState::Off);
     let others = others(vm, me);
     hw.kick(vm, others);
-    let deadline = hw.now().saturating_add(hw.ticks_per_second());
+    let tps = hw.ticks_per_second();
+    let deadline = hw.now().saturating_add(tps);
+    // A vCPU that has not stopped yet is kicked again once a millisecond (a kick in flight
+    // suffices; one per poll would be a storm of SGIs), and the wait between polls lets the
+    // other CPUs run.
+    let mut kicked = hw.now();
     let stragglers = loop {
-        let running = running_vcpus(vm);
+        let running = running_mask(vm) & others;
         if running == 0 {
             break 0;
         }
-        if hw.now() > deadline {
+        let now = hw.now();
+        if now > deadline {
             log::warn!(
-                "VM '{}': {running} vCPU(s) did not stop within 1 s",
-                vm.name()
+                "VM '{}': {} vCPU(s) did not stop within 1 s",
+                vm.name(),
+                running.count_ones()
             );
-            break running;
+            break running.count_ones() as usize;
         }
-        hw.kick(vm, others);
-        core::hint::spin_loop();
+        if now.saturating_sub(kicked) >= (tps / 1000).max(1) {
+            hw.kick(vm, running);
+            kicked = now;
+        }
+        hw.relax();
     };
     match vm.state() {
         VmState::Resetting => {

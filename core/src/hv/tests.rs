@@ -333,6 +333,10 @@ struct FakeStop {
     /// Kicks that make the vCPUs they name leave their guests (set them Off), as a real CPU
     /// would; `false` models CPUs that never answer.
     kicks_stop: bool,
+    /// Ticks per second the clock claims.
+    tps: u64,
+    /// Waits between polls.
+    relaxed: usize,
 }
 
 impl FakeStop {
@@ -345,6 +349,8 @@ impl FakeStop {
             reload_error: None,
             deactivated: Vec::new(),
             kicks_stop: true,
+            tps: 1000,
+            relaxed: 0,
         }
     }
 }
@@ -365,7 +371,7 @@ impl StopHw for FakeStop {
         self.now
     }
     fn ticks_per_second(&mut self) -> u64 {
-        1000
+        self.tps
     }
     fn reload_images(&mut self, _vm: &Vm) -> Result<(), &'static str> {
         self.reloads += 1;
@@ -373,6 +379,9 @@ impl StopHw for FakeStop {
     }
     fn deactivate(&mut self, intid: u32) {
         self.deactivated.push(intid);
+    }
+    fn relax(&mut self) {
+        self.relaxed += 1;
     }
 }
 
@@ -453,6 +462,26 @@ fn a_vcpu_that_never_stops_delays_the_stop_by_at_most_the_deadline() {
         "gave up just after 1 s: {}",
         hw.now
     );
+}
+
+/// A vCPU that has not stopped is kicked again at most once a millisecond, never one that
+/// stopped, and the wait between polls relaxes (waits for an event) instead of kicking.
+#[test]
+fn a_stop_rekicks_only_running_vcpus_at_most_once_a_millisecond() {
+    let vm = running_vm();
+    vm.set_state(VmState::Stopping);
+    let mut hw = FakeStop::new();
+    hw.kicks_stop = false;
+    hw.tps = 10_000; // 10 ticks a millisecond; the fake clock moves 1 tick per reading
+    let _ = power::stop_vm(&vm, 0, BOOT, &mut hw);
+    assert_eq!(hw.kicks[0], 0b10, "the first kick: every other vCPU");
+    assert!(hw.kicks[1..].iter().all(|&m| m == 0b10));
+    assert!(
+        hw.kicks.len() <= 1 + 10_000 / 10,
+        "{} kicks in 1 s",
+        hw.kicks.len()
+    );
+    assert!(hw.relaxed >= 9_000, "{} waits", hw.relaxed);
 }
 
 #[test]

@@ -83,7 +83,8 @@ impl Default for CpuIfShadow {
     }
 }
 
-struct Candidate {
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Candidate {
     id: IntId,
     priority: u8,
     pending: bool,
@@ -103,8 +104,9 @@ impl Vgic {
     /// then writes `shadow.lrs[..shadow.used]` (zeros in the rest) and `shadow.hcr`.
     pub fn flush(&mut self, vcpu: VcpuId, shadow: &mut CpuIfShadow) {
         let fmt = self.lr_format();
-        let mut cands = self.candidates(vcpu);
-        cands.sort_by_key(|c| (!c.takeable(), c.priority, c.id.0));
+        let mut cands = core::mem::take(&mut self.scratch);
+        self.candidates(vcpu, &mut cands);
+        cands.sort_unstable_by_key(|c| (!c.takeable(), c.priority, c.id.0));
         let lr_count = self.lr_count;
         let mut hcr = hcr::EN;
         let mut used = 0;
@@ -137,6 +139,7 @@ impl Vgic {
             hcr |= hcr::UIE;
             self.cpus[vcpu].stats.lr_overflows += 1;
         }
+        self.scratch = cands;
         if !outside_active.is_empty() {
             hcr |= hcr::LRENPIE;
         }
@@ -174,8 +177,8 @@ impl Vgic {
     }
 
     /// The candidates of `vcpu`, pruning queue bits that no longer apply.
-    fn candidates(&mut self, vcpu: VcpuId) -> Vec<Candidate> {
-        let mut out = Vec::new();
+    fn candidates(&mut self, vcpu: VcpuId, out: &mut Vec<Candidate>) {
+        out.clear();
         for word in 0..16 {
             let mut bits = self.cpus[vcpu].queued[word];
             while bits != 0 {
@@ -213,7 +216,6 @@ impl Vgic {
                 }
             }
         }
-        out
     }
 
     /// Builds the LR for one candidate and moves its pending state into it (rule 2, rule 5).

@@ -166,6 +166,9 @@ pub struct Vgic {
     lr_format: LrFormat,
     /// The VM's ITS and its LPIs (vGICv3 only).
     its: Option<its::Its>,
+    /// Flush's list of candidates, kept between flushes so that it allocates only while it
+    /// grows to what this VM needs.
+    scratch: Vec<cpu_if::Candidate>,
 }
 
 impl Vgic {
@@ -208,6 +211,7 @@ impl Vgic {
                 GicVersion::V2 => LrFormat::V2,
                 GicVersion::V3 => LrFormat::V3,
             },
+            scratch: Vec::new(),
             its: None,
         }
     }
