@@ -116,29 +116,25 @@ disk=out/logs/pci-disk.img
 rm -rf out/logs/pci-disk "$disk"
 mkdir -p out/logs/pci-disk && printf '%s\n' "$DISKTEXT" >out/logs/pci-disk/hello.txt
 if mke2fs -q -t ext2 -d out/logs/pci-disk -L exitless "$disk" 4M >/dev/null; then
-	linux linux-pci linux-pci-test 2 "$V3LINE" --smp 4 --also "$V3ITS" \
+	PCIALSO=(--also "$V3ITS" --also "exitless-guest: disk file says: $DISKTEXT"
+		--also "exitless-guest: virtio disk MSI modes: msix"
+		--also "exitless-guest: virtio ITS MSIs rose from [0-9]+ to [0-9]+"
+		--forbid "insmod .* failed")
+	PCIDISK=(-- -device virtio-blk-pci,drive=disk0
+		-drive if=none,id=disk0,format=raw,file="$disk",readonly=on)
+	linux linux-pci linux-pci-test 2 "$V3LINE" --smp 4 "${PCIALSO[@]}" \
 		--also "pci-host-generic 4010000000.pcie: ECAM at" \
 		--also "virtio_blk virtio0: \\[vda\\]" \
-		--also "exitless-guest: disk file says: $DISKTEXT" \
-		--also "exitless-guest: virtio disk MSI modes: msix" \
 		--also "ITS-MSI [0-9]+ Edge +virtio0-req" \
-		--also "exitless-guest: virtio ITS MSIs rose from [0-9]+ to [0-9]+" \
 		--also "MSI [1-9][0-9]* \\(physical LPIs of owned PCI functions\\)" \
-		--forbid "insmod .* failed" \
-		-- -device virtio-blk-pci,drive=disk0 \
-		-drive if=none,id=disk0,format=raw,file="$disk",readonly=on
+		"${PCIDISK[@]}"
 	# The same on a GICv4 host: the disk's MSI-X vectors are virtual LPIs the physical ITS
 	# injects into the running vCPU, no exit, no list register (exitless injected 0 MSIs).
-	linux linux-pci-gicv4 linux-pci-test 2 "$V3LINE" --gic 4 --smp 4 --also "$V3ITS" \
+	linux linux-pci-gicv4 linux-pci-test 2 "$V3LINE" --gic 4 --smp 4 "${PCIALSO[@]}" \
 		--also "VM 'linux': its PCI devices' MSIs are injected directly \\(GICv4: 2 vPEs mapped\\)" \
-		--also "exitless-guest: disk file says: $DISKTEXT" \
-		--also "exitless-guest: virtio disk MSI modes: msix" \
-		--also "exitless-guest: virtio ITS MSIs rose from [0-9]+ to [0-9]+" \
 		--also "MSI 0 \\(physical LPIs of owned PCI functions\\)" \
 		--also "direct injection \\(GICv4\\): [1-9][0-9]* events of owned devices are vLPIs" \
-		--forbid "insmod .* failed" \
-		-- -device virtio-blk-pci,drive=disk0 \
-		-drive if=none,id=disk0,format=raw,file="$disk",readonly=on
+		"${PCIDISK[@]}"
 else
 	echo "FAIL linux-pci: mke2fs could not make $disk"
 	fails=$((fails + 1))
