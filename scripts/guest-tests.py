@@ -250,6 +250,19 @@ def hostile(gic, timeout):
     name = f"guest-hostile-gicv{gic}"
     ok, log, secs, qout = run_qemu(name, virt_args(gic, cpio), timeout,
                                    expect="all VMs are off: powering the machine off")
+    if not ok and "timeout" in qout and "all VMs are off: powering the machine off" not in log:
+        # An open finding (issue 10): a clean-clone CI run saw the attacker not finish within
+        # the time limit once (the victim had passed); the cause is not known yet. The hung
+        # run's log is kept and said loudly; the run is made once more, and a second hang fails.
+        kept = os.path.join(OUT, "logs", f"{name}-hang.log")
+        with open(kept, "w") as f:
+            f.write(log)
+        print(f"guest-tests: GICv{gic} hostile run did not finish within {timeout} s (open "
+              f"finding; log kept as {os.path.relpath(kept, ROOT)}); running it once more",
+              flush=True)
+        ok, log, secs2, qout = run_qemu(name, virt_args(gic, cpio), timeout,
+                                        expect="all VMs are off: powering the machine off")
+        secs += secs2
     if not ok and "timeout" in qout and "all VMs are off: powering the machine off" in log:
         # An open finding (issue 10): about one run in forty on a loaded machine, every VM has
         # finished and exitless has said it powers the machine off, but QEMU does not exit
