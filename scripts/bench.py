@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Interrupt benchmarks: the conformance guest's benchmark mode, natively and under exitless.
 
-    bench.py [--gic 3] [--out docs/bench] [--timeout S] [--no-plot]
+    bench.py [--gic 3] [--out docs/bench] [--timeout S] [--no-plot] [--no-boot | --only-boot]
     bench.py --replot [--out docs/bench]     redraw OUT/bench.svg from OUT/results.json
 
 Runs out/guest.bin with `exitless.bench` on its command line (natively through QEMU's
@@ -17,9 +17,18 @@ cheap operations are timed 4 at a time and divided): under -icount shift=0 that 
 of instructions executed, guest and hypervisor alike, i.e. cycles of a 1-instruction-per-cycle
 1 GHz machine.
 
-Writes OUT/results.json (every percentile, every exit reason), OUT/results.md (the table the
-README shows) and, with matplotlib, OUT/bench.svg; prints the table:
-operation, native median ticks, virtualized median ticks, ratio, exits per operation.
+Then (unless --no-boot) Linux to power-off: Debian's kernel with the busybox initramfs
+(`exitless.test=poweroff`), natively on QEMU and as a VM of exitless (a 4-CPU QEMU), with 1 and
+2 vCPUs, on GICv3 and GICv2, under the same -icount: Linux's own "reboot: Power down" time
+(from its clock's start, early in its boot, to power-off) both ways, and exitless's total from
+its start (the machine's reset) to its power-off; and once without -icount, 1 vCPU, the host
+CPU time QEMU used natively (a 1-CPU QEMU) and under exitless (a 4-CPU QEMU whose 3 CPUs
+without a vCPU must cost nothing).
+
+Writes OUT/results.json (every percentile, every exit reason, the boot times), OUT/results.md
+(the table the README shows), OUT/boot.md (the boot table) and, with matplotlib, OUT/bench.svg;
+prints the tables: operation, native median ticks, virtualized median ticks, ratio, exits per
+operation; the boot times and their ratios.
 Exit status 1 if a run fails or an operation is missing.
 """
 
@@ -28,6 +37,7 @@ import datetime
 import json
 import os
 import re
+import resource
 import subprocess
 import sys
 
@@ -100,6 +110,130 @@ def run(gic, timeout):
         header, ops = parse(log)
         out[what] = dict(header=header, ops=ops)
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Linux boot to power-off (issue 11): the same Debian kernel and initramfs natively and as a VM.
+
+BOOT_APPEND = "console=ttyAMA0 exitless.test=poweroff"
+BOOT_CONFIG = """# Written by scripts/bench.py: Linux booted to power-off (exitless.test=poweroff).
+[[vm]]
+name = "linux"
+vcpus = {vcpus}
+memory = "512M"
+kernel = "Image"
+initrd = "initramfs.cpio.gz"
+gic = {vgic}
+bootargs = "{append}"
+"""
+# Linux's last line and its printk time (seconds since its clock started, early in its boot).
+POWER_DOWN = re.compile(r"^\[\s*(\d+\.\d+)\] reboot: Power down", re.M)
+# exitless's log lines carry the time since it started (the machine's reset, give or take the
+# firmware's few instructions).
+HV_OFF = re.compile(r"^\[\s*(\d+\.\d+)\] cpu\d+ INFO  all VMs are off", re.M)
+HV_START = re.compile(r"^\[\s*(\d+\.\d+)\] cpu\d+ \S+ +VM 'linux' vCPU 0 starts", re.M)
+
+
+def guest_files():
+    """Debian's kernel and the busybox initramfs (fetched or built on first use, then cached)."""
+    g = subprocess.run(["bash", os.path.join(ROOT, "scripts", "fetch-guest.sh")],
+                       stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
+    initramfs = subprocess.run(["bash", os.path.join(ROOT, "scripts", "mk-initramfs.sh")],
+                               stdout=subprocess.PIPE, text=True, check=True).stdout.strip()
+    return os.path.join(g, "Image"), initramfs
+
+
+def boot_once(name, args, expect, timeout):
+    """One boot; returns (log, host CPU seconds of QEMU and qemu.py) or None if it failed."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ok, log, secs, qout = gt.run_qemu(name, args, timeout, expect=expect)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    print(f"bench: {name}: {'done' if ok else 'FAILED'} in {secs:.1f}s, {cpu:.1f} host CPU s "
+          f"(log: out/logs/{name}.log)", flush=True)
+    if not ok:
+        print(qout.rstrip())
+        print(gt.tail(log))
+        return None
+    return log, cpu
+
+
+def boot(gics, timeout):
+    """Linux to power-off, natively and under exitless: virtual time under -icount (1 and 2
+    vCPUs per GIC version) and, for 1 vCPU without -icount, the host CPU time QEMU used.
+    Returns the results (a dict) or None if a run failed."""
+    image, initramfs = guest_files()
+    d = os.path.join(gt.OUT, "guest")
+    os.makedirs(d, exist_ok=True)
+    res = {"virtual": [], "host_cpu": None}
+
+    def bundle(gic, vcpus):
+        cfg = os.path.join(d, f"boot-gicv{gic}-{vcpus}.toml")
+        with open(cfg, "w") as f:
+            f.write(BOOT_CONFIG.format(vcpus=vcpus, vgic=min(gic, 3), append=BOOT_APPEND))
+        cpio = cfg[:-5] + ".cpio"
+        subprocess.run([sys.executable, gt.MKBUNDLE, cpio, cfg, f"Image={image}",
+                        f"initramfs.cpio.gz={initramfs}"], check=True)
+        return cpio
+
+    def native(gic, vcpus, icount):
+        a = ["--no-virt", "--gic", str(gic), "--cpu", "cortex-a72", "--smp", str(vcpus),
+             "--mem", "1G", "--kernel", image, "--initrd", initramfs, "--append", BOOT_APPEND]
+        return a + (["--icount"] if icount else [])
+
+    def virt(gic, vcpus, icount):
+        a = ["--gic", str(gic), "--cpu", "cortex-a72", "--smp", "4", "--mem", "2G",
+             "--initrd", bundle(gic, vcpus)]
+        return a + (["--icount"] if icount else [])
+
+    for gic in gics:
+        for vcpus in (1, 2):
+            tag = f"gicv{gic}-{vcpus}cpu"
+            n = boot_once(f"boot-native-{tag}", native(gic, vcpus, True), "reboot: Power down",
+                          timeout)
+            v = boot_once(f"boot-virt-{tag}", virt(gic, vcpus, True),
+                          "all VMs are off: powering the machine off", timeout)
+            if n is None or v is None:
+                return None
+            nm, gm = POWER_DOWN.search(n[0]), POWER_DOWN.search(v[0])
+            off, start = HV_OFF.search(v[0]), HV_START.search(v[0])
+            if not (nm and gm and off and start):
+                print(f"bench: boot {tag}: a timing line is missing (Linux's 'reboot: Power "
+                      f"down', exitless's 'vCPU 0 starts' and 'all VMs are off')")
+                return None
+            res["virtual"].append(dict(
+                gic=f"GICv{gic}", vcpus=vcpus,
+                native_linux_s=float(nm.group(1)),
+                exitless_linux_s=float(gm.group(1)),
+                exitless_total_s=float(off.group(1)),
+                exitless_own_boot_s=float(start.group(1)),
+            ))
+    # Host CPU time: a 1-vCPU guest natively on a 1-CPU QEMU, and as a 1-vCPU VM of exitless on
+    # a 4-CPU QEMU (the 3 CPUs exitless gives no vCPU must cost nothing: they sleep in WFI).
+    n = boot_once("boot-native-cpu-time", native(gics[0], 1, False), "reboot: Power down",
+                  timeout)
+    v = boot_once("boot-virt-cpu-time", virt(gics[0], 1, False),
+                  "all VMs are off: powering the machine off", timeout)
+    if n is None or v is None:
+        return None
+    res["host_cpu"] = dict(gic=f"GICv{gics[0]}", native_s=n[1], exitless_s=v[1])
+    return res
+
+
+def boot_table(b):
+    rows = ["| GIC | vCPUs | native: Linux to power-off | exitless: Linux to power-off | ratio "
+            "| exitless: its own boot | exitless: reset to power-off | ratio to native |",
+            "|---|---|---|---|---|---|---|---|"]
+    for r in b["virtual"]:
+        n, g, t = r["native_linux_s"], r["exitless_linux_s"], r["exitless_total_s"]
+        rows.append(f"| {r['gic']} | {r['vcpus']} | {n:.3f} s | {g:.3f} s | {g / n:.3f}x | "
+                    f"{r['exitless_own_boot_s']:.3f} s | {t:.3f} s | {t / n:.3f}x |")
+    c = b["host_cpu"]
+    rows.append("")
+    rows.append(f"Host CPU time, 1 vCPU, no -icount ({c['gic']}): natively on a 1-CPU QEMU "
+                f"{c['native_s']:.1f} s, as a VM of exitless on a 4-CPU QEMU {c['exitless_s']:.1f} s "
+                f"({c['exitless_s'] / c['native_s']:.2f}x).")
+    return "\n".join(rows)
 
 
 def fmt_exits(e):
@@ -176,6 +310,9 @@ def main():
     p.add_argument("--out", default=os.path.join(ROOT, "docs", "bench"))
     p.add_argument("--timeout", type=int, default=900)
     p.add_argument("--no-plot", action="store_true")
+    p.add_argument("--no-boot", action="store_true",
+                   help="skip the Linux boot measurement (virtual time and host CPU time)")
+    p.add_argument("--only-boot", action="store_true", help="only the Linux boot measurement")
     p.add_argument("--replot", action="store_true")
     a = p.parse_args()
     if a.replot:
@@ -186,7 +323,8 @@ def main():
         if not os.path.exists(f):
             sys.exit(f"bench: {f} does not exist: run `{how}` first")
     results, failed = {}, False
-    for gic in [int(g) for g in a.gic.split(",") if g]:
+    gics = [int(g) for g in a.gic.split(",") if g]
+    for gic in [] if a.only_boot else gics:
         r = run(gic, a.timeout)
         if r is None:
             failed = True
@@ -198,7 +336,12 @@ def main():
             print(f"bench: GICv{gic}: missing operations {missing}")
             failed = True
         results[f"GICv{gic}"] = r
-    if not results:
+    boots = None
+    if not a.no_boot:
+        # GICv3 and GICv2 always (issue 11 asks for both); a GICv4 host boots like GICv3.
+        boots = boot(sorted({min(g, 3) for g in gics} | {3, 2}, reverse=True), a.timeout)
+        failed |= boots is None
+    if not results and boots is None:
         return 1
     os.makedirs(a.out, exist_ok=True)
     qemu = subprocess.run(["qemu-system-aarch64", "--version"], stdout=subprocess.PIPE,
@@ -211,18 +354,37 @@ def main():
         "unit": "ns of virtual time = instructions under -icount shift=0 (counter resolution 16 ns)",
         "operations": dict(OPS),
     }
+    # A partial run (--only-boot, --no-boot) keeps the other half of the files as they were.
+    old = {}
+    try:
+        with open(os.path.join(a.out, "results.json")) as f:
+            old = json.load(f)
+    except (OSError, ValueError):
+        pass
+    if not results:
+        results = old.get("results", {})
+    if boots is None:
+        boots = old.get("boot")
     with open(os.path.join(a.out, "results.json"), "w") as f:
-        json.dump({"meta": meta, "results": results}, f, indent=1, sort_keys=True)
+        json.dump({"meta": meta, "results": results, "boot": boots}, f, indent=1,
+                  sort_keys=True)
         f.write("\n")
     t = table(results)
+    bt = boot_table(boots) if boots else ""
     with open(os.path.join(a.out, "results.md"), "w") as f:
         f.write(f"<!-- written by scripts/bench.py ({meta['date']}, {qemu}) -->\n{t}\n")
+    if bt:
+        with open(os.path.join(a.out, "boot.md"), "w") as f:
+            f.write(f"<!-- written by scripts/bench.py ({meta['date']}, {qemu}) -->\n{bt}\n")
     print()
     print(t)
     print()
     for op, what in OPS:
         print(f"  {op:<20} {what}")
-    if not a.no_plot and plot(results, os.path.join(a.out, "bench.svg")):
+    if bt:
+        print()
+        print(bt)
+    if not a.no_plot and results and plot(results, os.path.join(a.out, "bench.svg")):
         print(f"\nbench: wrote {os.path.relpath(a.out, ROOT)}/results.json, results.md, bench.svg")
     return 1 if failed else 0
 

@@ -6,6 +6,7 @@
 #   the GIC/ITS lines of the kernel log, runs a short task on every CPU (timer events and
 #   wake-up IPIs everywhere) for 2 s, prints /proc/interrupts again, says whether the timer and
 #   the IPI counts grew on every CPU, prints "exitless-guest: test done" and powers off.
+#   exitless.test=poweroff: powers off at once (scripts/bench.py times a boot to power-off).
 #   Otherwise: an interactive shell on the console; `poweroff` (or leaving the shell) stops the VM,
 #   `reboot` restarts it.
 #
@@ -18,6 +19,9 @@ mount -t devtmpfs devtmpfs /dev
 echo "exitless-guest: init started on $(nproc) CPUs"
 
 case " $(cat /proc/cmdline) " in
+*" exitless.test=poweroff "*)
+	poweroff -f
+	;;
 *" exitless.test=boot "*)
 	echo "exitless-guest: boot self-test"
 	echo "exitless-guest: /proc/interrupts (1)"

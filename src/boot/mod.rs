@@ -181,6 +181,8 @@ extern "C" fn primary_main(dtb_pa: u64, el: u64, load: u64) -> ! {
     }
     mmu::enable_primary(&image);
     log::debug!("EL2 MMU on: {}", mmu::describe());
+    // Every lock and busy-wait of the core now waits with YIELD (before this only this CPU ran).
+    exitless_core::util::lock::set_wait_hint(arch::spin_hint);
 
     let heap = heap::init(&info, &image).unwrap_or_else(|e| fatal(format_args!("{e}")));
     log_memory(&info, heap);

@@ -103,7 +103,7 @@ fn start(info: &PlatformInfo<'_>, cpu: usize, mpidr: u64, method: EnableMethod) 
             log::error!("CPU {cpu} (MPIDR {mpidr:#x}) did not come up within 2 s");
             return false;
         }
-        core::hint::spin_loop();
+        crate::arch::spin_hint();
     }
     true
 }

@@ -20,8 +20,8 @@
 use core::fmt::{self, Write};
 use core::sync::atomic::{AtomicBool, Ordering};
 
+use exitless_core::util::lock::{Mutex, MutexGuard};
 use log::{LevelFilter, Log, Metadata, Record};
-use spin::Mutex;
 
 use super::bcm2835_aux::MiniUart;
 use super::mmio::RawRegs;
@@ -205,7 +205,7 @@ pub fn flush() {
             c.flush_blocking();
             return;
         }
-        core::hint::spin_loop();
+        crate::arch::spin_hint();
     }
 }
 
@@ -263,7 +263,7 @@ pub fn print(args: fmt::Arguments<'_>) {
 
 /// The console, locked for one piece of guest output: what `util::console_mux` writes through
 /// it cannot be split by another CPU's log line.
-pub struct GuestScreen(spin::MutexGuard<'static, Console>);
+pub struct GuestScreen(MutexGuard<'static, Console>);
 
 /// Locks the console for guest output.
 pub fn guest_screen() -> GuestScreen {
@@ -310,7 +310,7 @@ pub fn print_emergency(args: fmt::Arguments<'_>) {
             emergency_write(&mut c, args);
             return;
         }
-        core::hint::spin_loop();
+        crate::arch::spin_hint();
     }
     // SAFETY: the holder has not released the lock for a long time (it is stuck or dead); a
     // garbled line is better than no panic message. The console state is only a UART handle,

@@ -202,6 +202,15 @@ impl Gic {
         }
     }
 
+    /// Sends SGI `sgi` to every physical CPU but the calling one (GICv3: ICC_SGI1R_EL1.IRM;
+    /// GICv2: GICD_SGIR.TargetListFilter = 0b01).
+    pub fn send_sgi_to_others(&self, sgi: u32) {
+        match self {
+            Gic::V2(g) => g.send_sgi_to_others(sgi),
+            Gic::V3(_) => super::gicv3::cpuif::send_sgi_to_others(sgi),
+        }
+    }
+
     /// Enables SGI or PPI `intid` on the calling CPU.
     pub fn enable_private(&self, intid: u32) {
         match self {

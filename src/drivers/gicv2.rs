@@ -212,6 +212,11 @@ impl GicV2 {
         self.gicd.SGIR.set((targets as u32) << 16 | (sgi & 0xf));
     }
 
+    /// Sends SGI `sgi` to every CPU interface but the caller's (TargetListFilter 0b01).
+    pub fn send_sgi_to_others(&self, sgi: u32) {
+        self.gicd.SGIR.set(1 << 24 | (sgi & 0xf));
+    }
+
     /// Enables SGI/PPI `intid` on the running CPU at `priority` (banked registers).
     pub fn enable_private(&self, intid: u32, priority: u8) {
         self.set_priority(intid, priority);

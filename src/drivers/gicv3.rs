@@ -195,7 +195,7 @@ impl GicV3 {
             if self.gicd.CTLR.get() & GICD_CTLR_RWP == 0 {
                 return;
             }
-            core::hint::spin_loop();
+            crate::arch::spin_hint();
         }
         log::warn!("GICD_CTLR.RWP stuck at 1");
     }
@@ -294,7 +294,7 @@ impl GicV3 {
                 awake = true;
                 break;
             }
-            core::hint::spin_loop();
+            crate::arch::spin_hint();
         }
         if !awake {
             return Err("redistributor did not wake (GICR_WAKER.ChildrenAsleep stuck)");
@@ -407,6 +407,13 @@ pub mod cpuif {
             | (sgi as u64 & 0xf) << 24
             | 1 << aff0;
         // SAFETY: generating an SGI only signals another CPU; it touches no memory.
+        unsafe { asm!("dsb ishst", "msr S3_0_C12_C11_5, {}", "isb", in(reg) v, options(nostack)) };
+    }
+
+    /// Sends SGI `sgi` to every PE but the caller (ICC_SGI1R_EL1.IRM = 1).
+    pub fn send_sgi_to_others(sgi: u32) {
+        let v = 1u64 << 40 | (sgi as u64 & 0xf) << 24;
+        // SAFETY: generating an SGI only signals other CPUs; it touches no memory.
         unsafe { asm!("dsb ishst", "msr S3_0_C12_C11_5, {}", "isb", in(reg) v, options(nostack)) };
     }
 

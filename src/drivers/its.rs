@@ -21,7 +21,8 @@ use core::fmt::Write;
 use alloc::collections::BTreeMap;
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use spin::{Mutex, Once};
+use exitless_core::util::lock::Mutex;
+use spin::Once;
 use tock_registers::interfaces::{Readable, Writeable};
 
 use super::gicv3::{GICR_VLPI_FRAME, GicV3, GicrLpiRegs, GicrVlpiRegs, GitsRegs, cpuif};
@@ -346,7 +347,7 @@ fn wait_us(us: u64, mut f: impl FnMut() -> bool) -> bool {
         if timer::ticks() > end {
             return f();
         }
-        core::hint::spin_loop();
+        crate::arch::spin_hint();
     }
 }
 

@@ -16,7 +16,7 @@
 
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use spin::Mutex;
+use exitless_core::util::lock::Mutex;
 
 use super::{VMS, VmRuntime, run};
 use crate::drivers::{console, gic};

@@ -40,7 +40,7 @@ fn held_lock() -> Option<&'static str> {
             if timer::ticks() > deadline {
                 return Some(name);
             }
-            core::hint::spin_loop();
+            crate::arch::spin_hint();
         }
     }
     None

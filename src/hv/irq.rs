@@ -102,8 +102,10 @@ fn log_unexpected(cpu: usize, id: u32) {
     }
 }
 
-/// A CPU without a running vCPU polls for the console interrupt (CPU 0 only). Timer PPIs are
-/// not taken here (no vCPU runs); anything but a passed-through SPI is deactivated.
+/// Takes what is pending on a CPU without a running vCPU: kicks (deactivated: they only ended a
+/// wait), a passed-through SPI or a device's LPI routed here, console input (CPU 0, which also
+/// polls a console that has no interrupt). Timer PPIs are not taken here (no vCPU runs);
+/// anything but a passed-through SPI is deactivated.
 pub fn poll_host(cpu: usize) {
     let Some(g) = gic::get() else { return };
     while let Some(id) = g.ack() {
@@ -121,5 +123,7 @@ pub fn poll_host(cpu: usize) {
             _ => g.deactivate(id),
         }
     }
-    console::input(cpu);
+    if cpu == 0 {
+        console::input(cpu);
+    }
 }

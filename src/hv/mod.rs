@@ -28,7 +28,8 @@ pub mod run;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicBool, Ordering};
 
-use spin::{Mutex, Once};
+use exitless_core::util::lock::Mutex;
+use spin::Once;
 
 use crate::arch::{self, timer};
 use crate::drivers::gic::{self, CpuTarget};

@@ -24,6 +24,7 @@ use super::memory::RamWindow;
 use super::{PCPUS, VMS, VmRuntime, console, hw, irq};
 use crate::arch::{self, timer};
 use crate::drivers::gic;
+use crate::machine::heap;
 use exitless_core::hv::power::{self, StopEnd, StopHw};
 use exitless_core::hv::{self as policy, Cpus};
 use exitless_core::mm::GuestRam;
@@ -76,31 +77,51 @@ pub fn pcpu_main(cpu: usize) -> ! {
 /// A CPU with no vCPU: waits for events forever (CPU 0 keeps serving the console).
 fn idle(cpu: usize) -> ! {
     loop {
-        if cpu == 0 {
-            irq::poll_host(cpu);
-        }
-        if console::output_pending() {
-            console::pump();
-        }
-        crate::machine::power::watchdog(cpu);
-        aarch64_cpu::asm::wfe();
+        idle_poll(cpu);
+        idle_sleep(cpu);
     }
 }
 
 /// Waits until vCPU `v` is to be started; returns its entry point and x0.
 fn wait_power_on(cpu: usize, rt: &VmRuntime, v: usize) -> (u64, u64) {
     loop {
+        // Interrupts are taken before the check, never between it and the sleep: a kick taken
+        // there would be gone, and the CPU would sleep through the CPU_ON it announced.
+        idle_poll(cpu);
         if let Some(boot) = power::take_power_on(&rt.vm, v) {
             return boot;
         }
-        if cpu == 0 {
-            irq::poll_host(cpu);
-        }
-        if console::output_pending() {
-            console::pump();
-        }
-        crate::machine::power::watchdog(cpu);
+        idle_sleep(cpu);
+    }
+}
+
+/// The work of a CPU that has nothing to run: takes the physical interrupts pending for it
+/// (kick SGIs, a passed-through SPI or an LPI routed here, console input), moves console output
+/// along, and runs the power-off watchdog.
+fn idle_poll(cpu: usize) {
+    irq::poll_host(cpu);
+    if console::output_pending() {
+        console::pump();
+    }
+    crate::machine::power::watchdog(cpu);
+}
+
+/// Sleeps until the next interrupt, after [`idle_poll`] and the caller's check. WFI costs
+/// nothing (QEMU's TCG stops the CPU's thread; hardware may gate its clock): whatever gives
+/// this CPU work sends it an interrupt (CPU_ON and a VM reset kick the vCPU's CPU,
+/// `exitless_core::hv::kick`), and an interrupt that became pending after the check ends WFI
+/// at once, even with IRQs masked. It waits in WFE instead (woken by the host's event stream
+/// as well) while it has something to poll: console output waiting for the UART, a console
+/// without an interrupt (CPU 0), a power-off under way (the watchdog; the power-off wakes every
+/// CPU when it begins).
+fn idle_sleep(cpu: usize) {
+    if console::output_pending()
+        || crate::machine::power::under_way()
+        || (cpu == 0 && hw().uart.is_none())
+    {
         aarch64_cpu::asm::wfe();
+    } else {
+        aarch64_cpu::asm::wfi();
     }
 }
 
@@ -222,7 +243,11 @@ fn run_vcpu(cpu: usize, rt: &VmRuntime, v: usize, entry: u64, x0: u64) -> RunEnd
         }
         g.load_lrs(&shadow, lr_count, prev_used);
         prev_used = shadow.used;
+        heap::exit_path(false);
         let (kind, info) = arch::vcpu::run(&mut regs);
+        // From here to the next entry this CPU is on the exit path: it allocates nothing (the
+        // heap counts what it does, and exitless prints the count at power-off).
+        heap::exit_path(true);
         g.save_lrs(&mut shadow);
         {
             let mut vgic = vm.vgic.lock();
@@ -255,12 +280,15 @@ fn run_vcpu(cpu: usize, rt: &VmRuntime, v: usize, entry: u64, x0: u64) -> RunEnd
             }
             Outcome::CpuOff => break RunEnd::CpuOff,
             Outcome::VmOff | Outcome::VmReset => {
+                heap::exit_path(false);
                 put(g, v, vm);
                 stop_vm(cpu, rt, v);
                 return RunEnd::VmDone;
             }
         }
     };
+    // Leaving the guest for good (CPU_OFF, the VM stopping) is not an exit it comes back from.
+    heap::exit_path(false);
     put(g, v, vm);
     end
 }
@@ -409,8 +437,20 @@ fn stop_vm(cpu: usize, rt: &VmRuntime, me: usize) {
                 .get()
                 .is_some_and(|vms| vms.iter().all(|r| r.stopped.load(Ordering::Acquire)));
             if all {
-                let (start, peak) = crate::machine::heap::usage();
-                let bound = crate::machine::heap::GROWTH_BOUND;
+                let (allocs, first) = heap::exit_path_allocs();
+                log::info!(
+                    "exit path: {allocs} heap allocations{}",
+                    if allocs > 0 {
+                        alloc::format!(
+                            " (the first of {first} bytes, called from image offsets {:x?})",
+                            heap::first_exit_path_callers()
+                        )
+                    } else {
+                        alloc::string::String::new()
+                    }
+                );
+                let (start, peak) = heap::usage();
+                let bound = heap::GROWTH_BOUND;
                 log::info!(
                     "heap: {} KiB in use when the VMs started, high-water mark since {} KiB: {} \
                      the bound of {} KiB more",

@@ -4,16 +4,20 @@
 //! `/reserved-memory`, the DTB, the initrd) and the hypervisor image. The heap takes
 //! [`HEAP_SIZE`] from the top of it; the rest stays in [`PHYS`] for guest memory, low memory
 //! first (the Raspberry Pi's DMA masters only see the first GiB).
+//!
+//! The allocator counts: bytes in use and their high-water mark since the VMs started (a guest
+//! must not make the heap grow), and allocations made while a CPU handles a vCPU's exit (the
+//! exit path must make none: [`exit_path`], [`exit_path_allocs`]).
 
 use core::alloc::{GlobalAlloc, Layout};
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use buddy_system_allocator::LockedHeap;
-use spin::Mutex;
+use exitless_core::util::lock::Mutex;
 
 use exitless_core::mm::region::RegionAllocator;
 use exitless_core::mm::{ImageLayout, MemRange, PAGE_SIZE};
-use exitless_core::platform::{MAX_RESERVED, PlatformInfo};
+use exitless_core::platform::{MAX_CPUS, MAX_RESERVED, PlatformInfo};
 
 /// Heap size: page tables, VM state, guest device trees. Guest RAM does not come from here.
 pub const HEAP_SIZE: u64 = 32 << 20;
@@ -22,6 +26,65 @@ pub const HEAP_SIZE: u64 = 32 << 20;
 /// guest does allocates (a VM reset rebuilds its vGIC, freeing the old one), so this is slack
 /// for the allocator's rounding, and a guest that could make exitless allocate would cross it.
 pub const GROWTH_BOUND: usize = 64 << 10;
+
+/// Set on a CPU while it handles a vCPU's exit ([`exit_path`]): an allocation then is counted in
+/// [`EXIT_PATH_ALLOCS`] (the exit path must allocate nothing, issue 11).
+static IN_EXIT_PATH: [AtomicBool; MAX_CPUS] = [const { AtomicBool::new(false) }; MAX_CPUS];
+/// Allocations made on the exit path, and the size of the first one (0: none).
+static EXIT_PATH_ALLOCS: AtomicUsize = AtomicUsize::new(0);
+static FIRST_EXIT_PATH_ALLOC: AtomicUsize = AtomicUsize::new(0);
+
+/// Return addresses of the first exit-path allocation's callers, as offsets into the image
+/// (`addr2line -e out/exitless.elf` reads them).
+static FIRST_CALLERS: [AtomicUsize; 6] = [const { AtomicUsize::new(0) }; 6];
+
+unsafe extern "C" {
+    static __image_start: u8;
+}
+
+/// Records the return addresses of the frames above the allocator (frame records: the image is
+/// built with frame pointers).
+fn record_callers() {
+    let mut fp: usize;
+    // SAFETY: reads the frame pointer register; no memory, no side effect.
+    unsafe { core::arch::asm!("mov {}, x29", out(reg) fp, options(nomem, nostack)) };
+    let base = &raw const __image_start as usize;
+    for slot in &FIRST_CALLERS {
+        if fp == 0 || !fp.is_multiple_of(16) {
+            break;
+        }
+        // SAFETY: with frame pointers forced (.cargo/config.toml), x29 points to a frame record
+        // {caller's x29, return address} on this CPU's stack, which is mapped; the walk stops at
+        // a null or misaligned link, at a link that does not go up the stack, and after 6 frames.
+        let (next, ra) = unsafe { (*(fp as *const usize), *((fp + 8) as *const usize)) };
+        slot.store(ra.wrapping_sub(base), Ordering::Relaxed);
+        if next <= fp {
+            break;
+        }
+        fp = next;
+    }
+}
+
+/// The callers [`record_callers`] saw for the first exit-path allocation (0: none).
+pub fn first_exit_path_callers() -> [usize; 6] {
+    core::array::from_fn(|i| FIRST_CALLERS[i].load(Ordering::Relaxed))
+}
+
+/// Marks the calling CPU as on (or off) the exit path: from the guest's exit to its next entry.
+#[inline]
+pub fn exit_path(on: bool) {
+    if let Some(f) = IN_EXIT_PATH.get(crate::arch::cpu_index()) {
+        f.store(on, Ordering::Relaxed);
+    }
+}
+
+/// Allocations made on the exit path so far, and the size in bytes of the first one.
+pub fn exit_path_allocs() -> (usize, usize) {
+    (
+        EXIT_PATH_ALLOCS.load(Ordering::Relaxed),
+        FIRST_EXIT_PATH_ALLOC.load(Ordering::Relaxed),
+    )
+}
 
 /// The buddy heap, with the bytes in use and their high-water mark counted.
 struct CountingHeap {
@@ -39,6 +102,14 @@ unsafe impl GlobalAlloc for CountingHeap {
         if !p.is_null() {
             let now = self.in_use.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
             self.peak.fetch_max(now, Ordering::Relaxed);
+        }
+        if IN_EXIT_PATH
+            .get(crate::arch::cpu_index())
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+            && EXIT_PATH_ALLOCS.fetch_add(1, Ordering::Relaxed) == 0
+        {
+            FIRST_EXIT_PATH_ALLOC.store(layout.size(), Ordering::Relaxed);
+            record_callers();
         }
         p
     }

@@ -5,7 +5,7 @@
 //! it is the last VM, the console's quit key) and the fatal-error path call [`power_off`].
 //!
 //! A power-off that does not end the machine is caught by the other CPUs ([`watchdog`], called
-//! from their idle loops): two seconds after it began, one of them says where the CPU that
+//! from their idle loops, which stop sleeping in WFI once [`note`] has woken them): two seconds after it began, one of them says where the CPU that
 //! powers off got to ([`Stage`]) and makes the PSCI call itself, without taking any lock. (One
 //! hostile-guest run in about forty on QEMU 7.2 printed the power-off line and never ended.)
 
@@ -46,13 +46,23 @@ static SINCE: AtomicU64 = AtomicU64::new(0);
 static BY: AtomicUsize = AtomicUsize::new(0);
 static RETRIED: AtomicBool = AtomicBool::new(false);
 
-/// Records that CPU `cpu` is powering the machine off, at `stage`.
+/// Records that CPU `cpu` is powering the machine off, at `stage`. The first call wakes every
+/// other CPU (the kick SGI): one asleep in WFI then waits with WFE, woken by the event stream,
+/// and so runs [`watchdog`].
 pub fn note(cpu: usize, stage: Stage) {
+    STAGE.store(stage as u8, Ordering::Release);
     if SINCE.load(Ordering::Acquire) == 0 {
         BY.store(cpu, Ordering::Relaxed);
         SINCE.store(timer::ticks().max(1), Ordering::Release);
+        if let Some(g) = crate::drivers::gic::get() {
+            g.send_sgi_to_others(exitless_core::hv::KICK_SGI);
+        }
     }
-    STAGE.store(stage as u8, Ordering::Release);
+}
+
+/// True once a power-off began ([`note`]).
+pub fn under_way() -> bool {
+    SINCE.load(Ordering::Acquire) != 0
 }
 
 /// For the idle loops of the other CPUs: when a power-off began more than two seconds ago and

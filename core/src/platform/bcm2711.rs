@@ -173,7 +173,7 @@ pub fn setup_pl011(uart: &mut impl RegisterBlock, clock_hz: u32, baud: u32) -> O
             was_idle = true;
             break;
         }
-        core::hint::spin_loop();
+        crate::util::lock::wait_hint();
     }
     uart.write(UARTLCR_H, 0);
     uart.write(UARTIBRD, ibrd);

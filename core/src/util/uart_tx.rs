@@ -86,7 +86,7 @@ impl TxGuard {
         if !self.stalled {
             let deadline = clock.now().saturating_add(self.budget);
             loop {
-                core::hint::spin_loop();
+                crate::util::lock::wait_hint();
                 if port.tx_ready() {
                     port.send(byte);
                     return TxResult::Sent;

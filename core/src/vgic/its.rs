@@ -1348,6 +1348,11 @@ impl Its {
             .filter(move |l| l.target == Some(v) && self.deliverable(l))
     }
 
+    /// The most LPIs this ITS maps at once (its table of LPIs never grows past it).
+    pub fn max_lpis(&self) -> usize {
+        self.cfg.max_events
+    }
+
     /// Every mapped LPI, by INTID.
     pub fn lpis(&self) -> &[Lpi] {
         &self.lpis

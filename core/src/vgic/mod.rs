@@ -166,8 +166,10 @@ pub struct Vgic {
     lr_format: LrFormat,
     /// The VM's ITS and its LPIs (vGICv3 only).
     its: Option<its::Its>,
-    /// Flush's list of candidates, kept between flushes so that it allocates only while it
-    /// grows to what this VM needs.
+    /// Flush's list of candidates, kept between flushes. It and every vCPU's `outside_active`
+    /// are given, when the vGIC is built (and when its ITS is attached), room for every
+    /// interrupt that can be a candidate ([`Vgic::max_candidates`]), so flush and fold never
+    /// allocate (the exit path allocates nothing, issue 11).
     scratch: Vec<cpu_if::Candidate>,
 }
 
@@ -175,6 +177,7 @@ impl Vgic {
     /// A vGIC in its reset state.
     pub fn new(cfg: &VgicConfig) -> Self {
         let v2 = cfg.version == GicVersion::V2;
+        let spi_count = cfg.spis.min(IntId::SPI_END - 32) as usize;
         // Target masks and kick sets are u64 bitmaps: at most 64 vCPUs (configurations allow 8).
         let cpus = (0..cfg.vcpus.min(64))
             .map(|n| VgicCpu {
@@ -182,7 +185,7 @@ impl Vgic {
                 affinity: n as u64,
                 queued: [0; 16],
                 lrs: [None; MAX_LRS],
-                outside_active: Vec::new(),
+                outside_active: Vec::with_capacity(32 + spi_count),
                 running: false,
                 eoimode1: false,
                 dir_trapped: false,
@@ -211,7 +214,7 @@ impl Vgic {
                 GicVersion::V2 => LrFormat::V2,
                 GicVersion::V3 => LrFormat::V3,
             },
-            scratch: Vec::new(),
+            scratch: Vec::with_capacity(32 + spi_count),
             its: None,
         }
     }
@@ -224,7 +227,18 @@ impl Vgic {
                 vcpus: self.cpus.len(),
                 ..cfg
             }));
+            let room = self.max_candidates();
+            self.scratch.reserve_exact(room);
+            for c in &mut self.cpus {
+                c.outside_active.reserve_exact(room);
+            }
         }
+    }
+
+    /// The most candidates one vCPU's flush can have: its SGIs and PPIs, every SPI, and every
+    /// LPI its ITS can map.
+    pub fn max_candidates(&self) -> usize {
+        32 + self.spis.len() + self.its.as_ref().map_or(0, |i| i.max_lpis())
     }
 
     /// The VM's ITS, if it has one.

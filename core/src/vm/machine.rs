@@ -35,7 +35,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use spin::Mutex;
+use crate::util::lock::Mutex;
 
 use super::config::VmConfig;
 use super::layout::VmLayout;

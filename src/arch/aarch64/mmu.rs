@@ -11,7 +11,8 @@ use aarch64_cpu::asm::barrier;
 use aarch64_cpu::registers::{
     ID_AA64MMFR0_EL1, MAIR_EL2, Readable, SCTLR_EL2, TCR_EL2, TTBR0_EL2, Writeable,
 };
-use spin::{Mutex, Once};
+use exitless_core::util::lock::Mutex;
+use spin::Once;
 
 use super::cache;
 use exitless_core::mm::ImageLayout;

@@ -42,6 +42,15 @@ pub fn send_event() {
     asm::sev();
 }
 
+/// One iteration of a busy-wait: the architecture's spin hint, `YIELD` (Rust's
+/// `core::hint::spin_loop` is a lone `ISB` on AArch64, which tells nobody that this CPU waits).
+/// Registered with the core at boot as its locks' wait hint (`exitless_core::util::lock`).
+#[inline]
+pub fn spin_hint() {
+    // SAFETY: YIELD is a hint: no memory, register or flag effect.
+    unsafe { core::arch::asm!("yield", options(nomem, nostack, preserves_flags)) };
+}
+
 /// Stops this CPU for good: interrupts stay masked, it waits for events forever.
 pub fn halt() -> ! {
     loop {

@@ -49,6 +49,6 @@ pub fn host_event_stream() {
 pub fn delay_us(us: u64) {
     let end = ticks() + us * frequency() / 1_000_000;
     while ticks() < end {
-        core::hint::spin_loop();
+        crate::arch::spin_hint();
     }
 }

@@ -784,3 +784,60 @@ fn v2_hw_linked_timer_uses_the_10_bit_physical_id() {
     assert_eq!(lr >> 31, 1, "HW");
     assert_eq!(lr >> 10 & 0x3ff, 27, "PhysicalID");
 }
+
+/// The exit path allocates nothing (issue 11): flush's candidate list and the list of active
+/// interrupts left outside the LRs have room, from the start, for every interrupt a vCPU can
+/// have, so even with every one pending and active (far more than the LRs) they never grow.
+#[test]
+fn flush_and_fold_with_every_interrupt_pending_and_active_allocate_nothing() {
+    let mut g = vgic();
+    let ids: Vec<u32> = (16..32).chain(32..32 + V3.spis).collect();
+    for &id in &ids {
+        if id >= 32 {
+            spi(&mut g, id, 0x80);
+        } else {
+            g.set_group1(0, IntId(id), true);
+            g.set_enabled(0, IntId(id), true);
+        }
+        g.set_active(0, IntId(id), true);
+        g.set_pending(0, IntId(id), true);
+    }
+    let before = (
+        g.scratch.capacity(),
+        g.scratch.as_ptr(),
+        g.cpus[0].outside_active.capacity(),
+        g.cpus[0].outside_active.as_ptr(),
+    );
+    assert!(before.0 >= g.max_candidates() && before.2 >= g.max_candidates());
+    let mut sh = CpuIfShadow::default();
+    for _ in 0..4 {
+        g.flush(0, &mut sh);
+        assert_eq!(sh.used, V3.lr_count);
+        assert!(
+            g.cpus[0].outside_active.len() > 50,
+            "the actives left out are listed"
+        );
+        g.fold(0, &sh);
+    }
+    let after = (
+        g.scratch.capacity(),
+        g.scratch.as_ptr(),
+        g.cpus[0].outside_active.capacity(),
+        g.cpus[0].outside_active.as_ptr(),
+    );
+    assert_eq!(before, after, "no list grew or moved");
+}
+
+#[test]
+fn attaching_an_its_makes_room_for_its_lpis_among_the_candidates() {
+    let mut g = vgic();
+    let without = g.max_candidates();
+    g.attach_its(crate::vgic::its::ItsConfig::new(2));
+    assert_eq!(g.max_candidates(), without + g.its().unwrap().max_lpis());
+    assert!(g.scratch.capacity() >= g.max_candidates());
+    assert!(
+        g.cpus
+            .iter()
+            .all(|c| c.outside_active.capacity() >= g.max_candidates())
+    );
+}
