@@ -92,6 +92,7 @@ linux() {
 		--expect "exitless-guest: test done" \
 		--expect "VM 'linux' powered off" \
 		--expect "exits for interrupt acknowledge and completion .*: 0" \
+		--expect "exit path: 0 heap allocations" \
 		--expect "all VMs are off: powering the machine off" \
 		--forbid "counts did not rise" "${qemu[@]}"
 }
@@ -180,6 +181,7 @@ check $T two-vms --smp 4 --mem 2G --initrd "$b" --exit --timeout 300 \
 	--also "\\[beta\\] exitless-guest: arch_timer and IPI counts rose on all 2 CPUs" \
 	--also "VM 'alpha' powered off" --also "VM 'beta' powered off" \
 	--forbid "\\[(alpha|beta)\\] [^\\n]*\\[(alpha|beta)\\] " \
+	--expect "exit path: 0 heap allocations" \
 	--expect "all VMs are off: powering the machine off"
 # The fatal-error policy (README "Isolation"): exitless breaks on purpose while handling one
 # VM's exit (exitless.test_fatal, a panic, then an EL2 data abort): the report is printed, only
@@ -248,6 +250,7 @@ check $T linux-console --smp 2 --mem 2G --initrd "$b" --exit --timeout 300 \
 	--send 11 "poweroff"$'\n' --expect "exitless-guest: poweroff" \
 	--expect "VM 'linux' powered off" --expect "=== counters of VM 'linux' ===" \
 	--expect "exits for interrupt acknowledge and completion .*: 0" \
+	--expect "exit path: 0 heap allocations" \
 	--expect "all VMs are off: powering the machine off"
 
 # A guest reboot keeps passthrough working: an RTC alarm routed to vCPU 1 is counted, the VM

@@ -80,6 +80,22 @@ console = true
 # (issue 11).
 HOSTILE_WRITES = int(os.environ.get("HOSTILE_WRITES", 2_000_000))
 HOSTILE_OPS = 20_000
+# exitless's count of heap allocations made between a vCPU's exit and its next entry (issue 11:
+# the exit path allocates nothing), printed at power-off.
+EXIT_ALLOCS = re.compile(r"exit path: (\d+) heap allocations.*")
+
+
+def exit_path_allocs(log, what):
+    """The failures the exit-path allocation line of `log` shows (none if it says 0)."""
+    m = EXIT_ALLOCS.search(log)
+    if m is None:
+        return [f"{what}: exitless printed no exit-path allocation line"]
+    if m.group(1) != "0":
+        return [f"{what}: the exit path allocated: {m.group(0).strip()} (addr2line -e "
+                f"out/exitless.elf the offsets)"]
+    return []
+
+
 HEAP = re.compile(r"heap: (\d+) KiB in use when the VMs started, high-water mark since (\d+) KiB: "
                   r"(within|ABOVE) the bound of (\d+) KiB more")
 VICTIM = "[victim] "
@@ -300,6 +316,7 @@ def hostile(gic, timeout):
     if verdict not in said:
         fails.append("attacker: " + next((l for l in said if "FAILED" in l),
                                          "no verdict line (did it finish?)"))
+    fails += exit_path_allocs(log, "exitless")
     heap = next((m for l in lines if (m := HEAP.search(l))), None)
     if heap is None:
         fails.append("exitless printed no heap line at power-off")
@@ -314,6 +331,8 @@ def hostile(gic, timeout):
             print(f"  attacker: {l}")
     if heap:
         print(f"  exitless: {heap.group(0)}")
+    if m := EXIT_ALLOCS.search(log):
+        print(f"  exitless: {m.group(0).strip()}")
     if fails:
         print(f"  --- qemu.py said ---\n{qout.rstrip()}\n  --- tail of the log ---\n{tail(log)}")
     return [f"GICv{gic} hostile: {f}" for f in fails]
@@ -346,6 +365,7 @@ def main():
                   f"(log: out/logs/{name}.log)", flush=True)
             runs[what] = (Tap(log, ok), log, qout)
         fails = compare(gic, runs["native"][0], runs["virtualized"][0])
+        fails += exit_path_allocs(runs["virtualized"][1], f"GICv{gic} virtualized")
         if fails:
             for what in ("native", "virtualized"):
                 tap, log, qout = runs[what]

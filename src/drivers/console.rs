@@ -336,8 +336,11 @@ pub fn lock_held() -> bool {
 pub fn replay_log() {
     let mut c = CONSOLE.lock();
     c.end_guest_line();
-    let head = alloc::format!(
-        "=== hypervisor log ({} bytes no longer kept; {} bytes the UART dropped) ===\n",
+    // Formatted on the stack: the console's keys act on CPU 0's exit path (nothing allocates).
+    let mut head = heapless::String::<128>::new();
+    let _ = writeln!(
+        head,
+        "=== hypervisor log ({} bytes no longer kept; {} bytes the UART dropped) ===",
         c.ring.lost(),
         c.tx.dropped() + c.txq_dropped
     );

@@ -71,8 +71,11 @@ pub struct Its {
     icids: heapless::Vec<(u32, u16), 64>,
     /// Who each LPI belongs to: 0 = free, else [`owner_word`] (lock-free lookup per MSI).
     owners: alloc::vec::Vec<AtomicU64>,
-    /// Devices of VMs mapped in the physical ITS: DeviceID -> (ITT, its layout, VM).
-    devices: Mutex<BTreeMap<u32, (u64, Layout, usize)>>,
+    /// Devices of VMs mapped in the physical ITS: (DeviceID, its ITT, VM); at most
+    /// [`MAX_OWNED_DEVICES`] (room reserved at boot).
+    devices: Mutex<alloc::vec::Vec<(u32, u64, usize)>>,
+    /// ITTs not in use, allocated at boot (a guest's MAPD takes one, no allocation).
+    free_itts: Mutex<heapless::Vec<u64, MAX_OWNED_DEVICES>>,
     /// Redistributors: (GICR_TYPER affinity, RD_base address, RDbase in commands).
     rds: heapless::Vec<(u32, usize, u64), 64>,
     /// vPEIDs the vPE table holds (GICv4; 0: no direct injection).
@@ -87,8 +90,9 @@ struct DirectVm {
     vpes: alloc::vec::Vec<Vpe>,
     /// Its shadow property table (the vITS's; GICR_VPROPBASER), once a vCPU was loaded.
     vprop: u64,
-    /// (DeviceID, EventID) -> vCPU of the events mapped with VMAPTI.
-    events: BTreeMap<(u32, u32), usize>,
+    /// (DeviceID, EventID, vCPU) of the events mapped with VMAPTI; at most
+    /// [`MAX_DIRECT_EVENTS`] (room reserved when the VM's vPEs are made).
+    events: alloc::vec::Vec<(u32, u32, usize)>,
 }
 
 /// One vCPU's vPE.
@@ -106,6 +110,11 @@ const MAX_PHYS_EVENT_BITS: u8 = exitless_core::vgic::its::PHYS_EVENT_BITS as u8;
 const VLPI_ID_BITS: u8 = exitless_core::vgic::its::LPI_ID_BITS as u8;
 /// Most vPEs exitless sets up (the vPE table's entries).
 const MAX_VPES: u64 = 64;
+/// Most devices of VMs mapped in the physical ITS at once (the vITS's own limit per VM is the
+/// same): their ITTs are allocated once, at boot, each for 2^MAX_PHYS_EVENT_BITS events.
+const MAX_OWNED_DEVICES: usize = 64;
+/// Most events a direct VM maps with VMAPTI (the vITS's limit of events per VM).
+const MAX_DIRECT_EVENTS: usize = 1024;
 /// The first LPI handed to devices (8192 is the self-test's).
 const FIRST_DEVICE_LPI: u32 = 8193;
 
@@ -115,6 +124,91 @@ const fn owner_word(vm: usize, dev: u32, event: u32) -> u64 {
 }
 
 static ITS: Once<Its> = Once::new();
+
+/// Why an operation on the physical ITS failed. A plain value (no allocation): the operations
+/// that return it run on a vCPU's exit path (a guest's ITS command for a device it owns).
+#[derive(Debug, Clone, Copy)]
+pub enum ItsError {
+    /// The ITS did not take `cmd` within [`CMD_TIMEOUT_US`] (GITS_CREADR `creadr`).
+    Stuck {
+        base: u64,
+        cmd: Command,
+        creadr: u64,
+    },
+    /// An EventID beyond the [`MAX_PHYS_EVENT_BITS`] exitless maps physically.
+    EventBeyond { dev: u32, event: u32 },
+    /// Every LPI exitless hands to devices is in use.
+    NoFreeLpi,
+    /// Every ITT of the pool is in use (at most [`MAX_OWNED_DEVICES`] devices mapped).
+    NoItt { dev: u32 },
+    /// A direct VM has mapped as many events as its table holds.
+    TooManyEvents { dev: u32, event: u32 },
+    /// vCPU `v` has no vPE.
+    NoVpe { v: usize },
+    /// The calling CPU, or a vPE's, has no known redistributor.
+    NoRedistributor,
+    /// A redistributor did not finish with a vPE's pending table in time (`loading`: making
+    /// it resident, else letting it go).
+    VpeTimeout {
+        rd_base: u64,
+        vpe: u16,
+        loading: bool,
+    },
+}
+
+impl core::fmt::Display for ItsError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match *self {
+            ItsError::Stuck { base, cmd, creadr } => write!(
+                f,
+                "ITS at {base:#x} did not take {cmd:?} within {} ms (GITS_CREADR {creadr:#x}{})",
+                CMD_TIMEOUT_US / 1000,
+                if creadr & CREADR_STALLED != 0 {
+                    ", Stalled"
+                } else {
+                    ""
+                }
+            ),
+            ItsError::EventBeyond { dev, event } => write!(
+                f,
+                "event {event} of device {dev:#x} is beyond the {MAX_PHYS_EVENT_BITS} EventID \
+                 bits exitless maps"
+            ),
+            ItsError::NoFreeLpi => write!(f, "no free LPI for a device event"),
+            ItsError::NoItt { dev } => write!(
+                f,
+                "device {dev:#x}: all {MAX_OWNED_DEVICES} device slots (ITTs) are in use"
+            ),
+            ItsError::TooManyEvents { dev, event } => write!(
+                f,
+                "event {event} of device {dev:#x}: the VM has {MAX_DIRECT_EVENTS} direct events \
+                 mapped already"
+            ),
+            ItsError::NoVpe { v } => write!(f, "vCPU {v} has no vPE"),
+            ItsError::NoRedistributor => write!(f, "no redistributor for this CPU or vPE"),
+            ItsError::VpeTimeout {
+                rd_base,
+                vpe,
+                loading,
+            } => write!(
+                f,
+                "redistributor at {rd_base:#x} {} vPE {vpe}'s pending table within {} ms",
+                if loading {
+                    "did not finish parsing"
+                } else {
+                    "did not let go of"
+                },
+                CMD_TIMEOUT_US / 1000
+            ),
+        }
+    }
+}
+
+impl From<ItsError> for String {
+    fn from(e: ItsError) -> String {
+        format!("{e}")
+    }
+}
 
 /// Zeroed heap memory, `align`-aligned (a power of two); its physical address (identity map).
 fn alloc_table(bytes: u64, align: u64) -> Result<u64, String> {
@@ -269,6 +363,13 @@ pub fn init(gic: &GicV3) -> Result<String, String> {
     } else {
         my_typer >> 8 & 0xffff
     };
+    // The ITTs of the devices VMs will own, each for 2^MAX_PHYS_EVENT_BITS events.
+    let itt_entry = ((typer >> 4) & 0xf) + 1;
+    let itt_bytes = ((1u64 << MAX_PHYS_EVENT_BITS) * itt_entry).max(256);
+    let mut itts = heapless::Vec::<u64, MAX_OWNED_DEVICES>::new();
+    while !itts.is_full() {
+        let _ = itts.push(alloc_table(itt_bytes, 256)?);
+    }
     let its = ITS.call_once(|| Its {
         regs,
         base: frame.start,
@@ -277,12 +378,13 @@ pub fn init(gic: &GicV3) -> Result<String, String> {
         flush,
         boot_rdbase,
         prop,
-        itt_entry: ((typer >> 4) & 0xf) + 1,
+        itt_entry,
         icids: affinities,
         owners: (0..(1u32 << (LPI_ID_BITS - 1)))
             .map(|_| AtomicU64::new(0))
             .collect(),
-        devices: Mutex::new(BTreeMap::new()),
+        devices: Mutex::new(alloc::vec::Vec::with_capacity(MAX_OWNED_DEVICES)),
+        free_itts: Mutex::new(itts),
         rds,
         vpe_ids,
         direct: Mutex::new(BTreeMap::new()),
@@ -354,7 +456,7 @@ fn wait_us(us: u64, mut f: impl FnMut() -> bool) -> bool {
 impl Its {
     /// Sends `cmds` and waits until the ITS has read them all (a SYNC the caller adds makes
     /// their effects visible too). `Err` names the command the ITS did not take.
-    pub fn send(&self, cmds: &[Command]) -> Result<(), String> {
+    pub fn send(&self, cmds: &[Command]) -> Result<(), ItsError> {
         let mut ring = self.ring.lock();
         for c in cmds {
             let creadr = self.regs.CREADR.get();
@@ -363,10 +465,10 @@ impl Its {
                 None => {
                     // Full: wait for room, bounded.
                     if !wait_us(CMD_TIMEOUT_US, || ring.free(self.regs.CREADR.get()) > 0) {
-                        return Err(self.stuck(c));
+                        return Err(self.stuck(*c));
                     }
                     ring.push(self.regs.CREADR.get())
-                        .ok_or_else(|| self.stuck(c))?
+                        .ok_or_else(|| self.stuck(*c))?
                 }
             };
             let slot = self.queue + at;
@@ -388,23 +490,19 @@ impl Its {
             ring.done(r) || r & CREADR_STALLED != 0
         }) || self.regs.CREADR.get() & CREADR_STALLED != 0
         {
-            return Err(last.map_or_else(|| "nothing".into(), |c| self.stuck(c)));
+            return Err(self.stuck(last.copied().unwrap_or(Command::Sync {
+                rdbase: self.boot_rdbase,
+            })));
         }
         Ok(())
     }
 
-    fn stuck(&self, c: &Command) -> String {
-        let r = self.regs.CREADR.get();
-        format!(
-            "ITS at {:#x} did not take {c:?} within {} ms (GITS_CREADR {r:#x}{})",
-            self.base,
-            CMD_TIMEOUT_US / 1000,
-            if r & CREADR_STALLED != 0 {
-                ", Stalled"
-            } else {
-                ""
-            }
-        )
+    fn stuck(&self, cmd: Command) -> ItsError {
+        ItsError::Stuck {
+            base: self.base,
+            cmd,
+            creadr: self.regs.CREADR.get(),
+        }
     }
 
     /// The ICID of the collection of the redistributor whose affinity is `aff` (the GICR_TYPER
@@ -421,14 +519,14 @@ impl Its {
         vm: usize,
         op: PhysItsOp,
         icid: impl Fn(usize) -> u16,
-    ) -> Result<(), String> {
+    ) -> Result<(), ItsError> {
         let sync = Command::Sync {
             rdbase: self.boot_rdbase,
         };
         if let PhysItsOp::MapDevice { dev, .. } | PhysItsOp::UnmapDevice { dev } = op {
             // MAPD drops every event of the device, virtual ones too.
             if let Some(d) = self.direct.lock().get_mut(&vm) {
-                d.events.retain(|&(de, _), _| de != dev);
+                d.events.retain(|&(de, _, _)| de != dev);
             }
         } else if let Some(r) = self.apply_direct(vm, op) {
             return r;
@@ -437,16 +535,14 @@ impl Its {
             PhysItsOp::MapDevice { dev, event_bits } => {
                 self.unmap_device(dev)?;
                 let bits = event_bits.clamp(1, MAX_PHYS_EVENT_BITS);
-                let bytes = ((1u64 << bits) * self.itt_entry).max(256);
-                let layout = Layout::from_size_align(bytes as usize, 256)
-                    .map_err(|_| String::from("ITT layout"))?;
-                // SAFETY: non-zero size; checked for null; freed only in `unmap_device`.
-                let itt = unsafe { alloc_zeroed(layout) } as u64;
-                if itt == 0 {
-                    return Err(format!("no heap for device {dev:#x}'s ITT"));
-                }
+                let itt = self.free_itts.lock().pop().ok_or(ItsError::NoItt { dev })?;
+                let bytes = ((1u64 << MAX_PHYS_EVENT_BITS) * self.itt_entry).max(256);
+                // SAFETY: `itt` is one of the pool's ITTs (`bytes` long, allocated in `init`),
+                // taken from the free list above: no device uses it.
+                unsafe { core::ptr::write_bytes(itt as *mut u8, 0, bytes as usize) };
                 cache::clean_invalidate(itt, bytes);
-                self.devices.lock().insert(dev, (itt, layout, vm));
+                // Room for every ITT of the pool was reserved in `init`: no allocation.
+                self.devices.lock().push((dev, itt, vm));
                 self.send(&[
                     Command::Mapd {
                         dev,
@@ -462,9 +558,7 @@ impl Its {
                 dev, event, vcpu, ..
             } => {
                 if event >= 1 << MAX_PHYS_EVENT_BITS {
-                    return Err(format!(
-                        "event {event} of device {dev:#x} is beyond the {MAX_PHYS_EVENT_BITS} EventID bits exitless maps"
-                    ));
+                    return Err(ItsError::EventBeyond { dev, event });
                 }
                 self.unmap_event(dev, event)?;
                 let word = owner_word(vm, dev, event);
@@ -475,7 +569,7 @@ impl Its {
                             .is_ok()
                     })
                     .map(|i| i + 8192)
-                    .ok_or("no free LPI for a device event")?;
+                    .ok_or(ItsError::NoFreeLpi)?;
                 self.set_prop_byte(lpi, true);
                 self.send(&[
                     Command::Mapti {
@@ -563,7 +657,7 @@ impl Its {
             DirectVm {
                 vpes,
                 vprop: 0,
-                events: BTreeMap::new(),
+                events: alloc::vec::Vec::with_capacity(MAX_DIRECT_EVENTS),
             },
         );
         Ok(())
@@ -572,20 +666,20 @@ impl Its {
     /// vCPU `v` of VM `vm` is loaded on this CPU: its vPE becomes resident on this CPU's
     /// redistributor, with `vprop` (the vITS's shadow property table) as its property table.
     /// Nothing for a VM without direct injection.
-    pub fn make_resident(&self, vm: usize, v: usize, vprop: u64) -> Result<(), String> {
+    pub fn make_resident(&self, vm: usize, v: usize, vprop: u64) -> Result<(), ItsError> {
         let me = exitless_core::gic::mpidr_to_gicr_affinity(crate::arch::mpidr());
         let &(_, rd_base, rdbase) = self
             .rds
             .iter()
             .find(|r| r.0 == me)
-            .ok_or("this CPU has no redistributor")?;
+            .ok_or(ItsError::NoRedistributor)?;
         let mut direct = self.direct.lock();
         let Some(d) = direct.get_mut(&vm) else {
             return Ok(());
         };
         d.vprop = vprop;
         let Some(p) = d.vpes.get_mut(v) else {
-            return Err(format!("vCPU {v} has no vPE"));
+            return Err(ItsError::NoVpe { v });
         };
         let vpe_id = p.id;
         match p.residency.load(rdbase) {
@@ -608,17 +702,18 @@ impl Its {
         regs.VPROPBASER.set(vpe::vpropbaser(vprop, VLPI_ID_BITS));
         regs.VPENDBASER.set(vpe::vpendbaser_resident(p.vpt));
         if !wait_us(CMD_TIMEOUT_US, || regs.VPENDBASER.get() & vpe::DIRTY == 0) {
-            return Err(format!(
-                "redistributor at {rd_base:#x} still parses vPE {vpe_id}'s pending table after {} ms",
-                CMD_TIMEOUT_US / 1000
-            ));
+            return Err(ItsError::VpeTimeout {
+                rd_base: rd_base as u64,
+                vpe: vpe_id,
+                loading: true,
+            });
         }
         Ok(())
     }
 
     /// vCPU `v` of VM `vm` leaves its CPU (CPU_OFF, VM stop or reset): its vPE is no longer
     /// resident; events for it stay pending in its table. Returns PendingLast.
-    pub fn make_non_resident(&self, vm: usize, v: usize) -> Result<bool, String> {
+    pub fn make_non_resident(&self, vm: usize, v: usize) -> Result<bool, ItsError> {
         let mut direct = self.direct.lock();
         let Some(p) = direct.get_mut(&vm).and_then(|d| d.vpes.get_mut(v)) else {
             return Ok(false);
@@ -631,17 +726,17 @@ impl Its {
             .rds
             .iter()
             .find(|r| r.2 == rdbase)
-            .ok_or("the vPE's redistributor is unknown")?;
+            .ok_or(ItsError::NoRedistributor)?;
         // SAFETY: as in `make_resident`.
         let regs: MmioRef<GicrVlpiRegs> = unsafe { MmioRef::new(rd_base + GICR_VLPI_FRAME) };
         regs.VPENDBASER
             .set(vpe::vpendbaser_off(regs.VPENDBASER.get()));
         if !wait_us(CMD_TIMEOUT_US, || regs.VPENDBASER.get() & vpe::DIRTY == 0) {
-            return Err(format!(
-                "redistributor at {rd_base:#x} did not let vPE {} go within {} ms",
-                p.id,
-                CMD_TIMEOUT_US / 1000
-            ));
+            return Err(ItsError::VpeTimeout {
+                rd_base: rd_base as u64,
+                vpe: p.id,
+                loading: false,
+            });
         }
         Ok(vpe::pending_last(regs.VPENDBASER.get()))
     }
@@ -650,7 +745,7 @@ impl Its {
     /// virtual or not): a VM reset starts with an empty vITS. Its vPEs stay, their pending
     /// tables emptied (no vLPI from before the reset reaches the restarted guest). Called while
     /// every vCPU of the VM is stopped, so no vPE is resident.
-    pub fn forget_vm(&self, vm: usize) -> Result<(), String> {
+    pub fn forget_vm(&self, vm: usize) -> Result<(), ItsError> {
         if let Some(d) = self.direct.lock().get_mut(&vm) {
             d.events.clear();
             for p in &d.vpes {
@@ -664,13 +759,13 @@ impl Its {
                 cache::clean_invalidate(p.vpt, bytes);
             }
         }
-        let devs: heapless::Vec<u32, 64> = self
+        let devs: heapless::Vec<u32, MAX_OWNED_DEVICES> = self
             .devices
             .lock()
             .iter()
-            .filter(|(_, e)| e.2 == vm)
-            .map(|(&d, _)| d)
-            .take(64)
+            .filter(|e| e.2 == vm)
+            .map(|e| e.0)
+            .take(MAX_OWNED_DEVICES)
             .collect();
         for dev in devs {
             self.unmap_device(dev)?;
@@ -682,7 +777,7 @@ impl Its {
     /// (`vgic::its::direct_commands`); this keeps which vCPU each event is mapped to, and
     /// cleans the shadow property bytes the hardware is about to read. `None`: not a direct VM,
     /// or a MAPD (the emulated path's).
-    fn apply_direct(&self, vm: usize, op: PhysItsOp) -> Option<Result<(), String>> {
+    fn apply_direct(&self, vm: usize, op: PhysItsOp) -> Option<Result<(), ItsError>> {
         if matches!(
             op,
             PhysItsOp::MapDevice { .. } | PhysItsOp::UnmapDevice { .. }
@@ -703,9 +798,7 @@ impl Its {
         if let PhysItsOp::MapEvent { dev, event, .. } = op
             && event >= 1 << MAX_PHYS_EVENT_BITS
         {
-            return Some(Err(format!(
-                "event {event} of device {dev:#x} is beyond the {MAX_PHYS_EVENT_BITS} EventID bits exitless maps"
-            )));
+            return Some(Err(ItsError::EventBeyond { dev, event }));
         }
         // The hardware reads the shadow bytes (GICR_VPROPBASER): in memory before it is told.
         if self.flush && d.vprop != 0 {
@@ -719,22 +812,37 @@ impl Its {
                 _ => {}
             }
         }
-        let mapped = key.and_then(|k| d.events.get(&k).copied());
+        let at = key.and_then(|(dev, event)| {
+            d.events
+                .iter()
+                .position(|&(de, ev, _)| de == dev && ev == event)
+        });
+        let mapped = at.map(|i| d.events[i].2);
+        if let PhysItsOp::MapEvent { dev, event, .. } = op
+            && at.is_none()
+            && d.events.len() >= MAX_DIRECT_EVENTS
+        {
+            return Some(Err(ItsError::TooManyEvents { dev, event }));
+        }
         let cmds =
             exitless_core::vgic::its::direct_commands(op, mapped, |v| d.vpes.get(v).map(|p| p.id));
-        match op {
-            PhysItsOp::MapEvent {
-                dev, event, vcpu, ..
-            } if !cmds.is_empty() => {
-                d.events.insert((dev, event), vcpu);
+        // The table never grows past the room reserved for it (checked above): no allocation.
+        match (op, at) {
+            (PhysItsOp::MapEvent { vcpu, .. } | PhysItsOp::MoveEvent { vcpu, .. }, Some(i))
+                if !cmds.is_empty() =>
+            {
+                d.events[i].2 = vcpu;
             }
-            PhysItsOp::UnmapEvent { dev, event } => {
-                d.events.remove(&(dev, event));
+            (
+                PhysItsOp::MapEvent {
+                    dev, event, vcpu, ..
+                },
+                None,
+            ) if !cmds.is_empty() => {
+                d.events.push((dev, event, vcpu));
             }
-            PhysItsOp::MoveEvent {
-                dev, event, vcpu, ..
-            } if !cmds.is_empty() => {
-                d.events.insert((dev, event), vcpu);
+            (PhysItsOp::UnmapEvent { .. }, Some(i)) => {
+                d.events.swap_remove(i);
             }
             _ => {}
         }
@@ -754,8 +862,8 @@ impl Its {
             .map(|i| i as u32 + 8192)
     }
 
-    fn unmap_event(&self, dev: u32, event: u32) -> Result<(), String> {
-        let Some(&(_, _, vm)) = self.devices.lock().get(&dev) else {
+    fn unmap_event(&self, dev: u32, event: u32) -> Result<(), ItsError> {
+        let Some(vm) = self.devices.lock().iter().find(|e| e.0 == dev).map(|e| e.2) else {
             return Ok(());
         };
         let Some(lpi) = self.lpi_of(vm, dev, event) else {
@@ -772,9 +880,14 @@ impl Its {
         Ok(())
     }
 
-    fn unmap_device(&self, dev: u32) -> Result<(), String> {
-        let Some((itt, layout, vm)) = self.devices.lock().remove(&dev) else {
-            return Ok(());
+    fn unmap_device(&self, dev: u32) -> Result<(), ItsError> {
+        let (itt, vm) = {
+            let mut devices = self.devices.lock();
+            let Some(i) = devices.iter().position(|e| e.0 == dev) else {
+                return Ok(());
+            };
+            let (_, itt, vm) = devices.swap_remove(i);
+            (itt, vm)
         };
         for o in &self.owners {
             let w = o.load(Ordering::Acquire);
@@ -782,11 +895,13 @@ impl Its {
                 o.store(0, Ordering::Release);
             }
         }
-        self.send(&self.unmap_device_cmds(dev))?;
-        // SAFETY: `itt` was allocated with `layout` in `apply` and the ITS no longer uses it
-        // (MAPD V=0 and SYNC completed above).
-        unsafe { alloc::alloc::dealloc(itt as *mut u8, layout) };
-        Ok(())
+        let sent = self.send(&self.unmap_device_cmds(dev));
+        // Back to the pool once the ITS no longer uses it (MAPD V=0 and SYNC completed); an ITS
+        // that did not take the commands may still read it: that ITT is not reused.
+        if sent.is_ok() {
+            let _ = self.free_itts.lock().push(itt);
+        }
+        sent
     }
 
     /// MAPD V=0 of `dev`, then SYNC.
@@ -814,7 +929,7 @@ impl Its {
     }
 
     /// Sets an LPI's property byte (enable and priority) and makes the ITS read it again.
-    fn set_lpi(&self, intid: u32, on: bool, dev: u32, event: u32) -> Result<(), String> {
+    fn set_lpi(&self, intid: u32, on: bool, dev: u32, event: u32) -> Result<(), ItsError> {
         let at = self.prop + (intid - 8192) as u64;
         // SAFETY: `at` is inside the property table (INTIDs below 2^LPI_ID_BITS).
         unsafe {

@@ -221,7 +221,7 @@ fn deliver(cpu: usize, vm: usize, b: u8) {
 
 /// Prints a VM's counters (the core's report).
 pub fn print_counters(rt: &VmRuntime) {
-    console::print(format_args!("{}", report::counters(&rt.vm)));
+    console::print(format_args!("{}", report::Counters(&rt.vm)));
     let lost = dropped(rt.vm.id);
     if lost > 0 {
         console::print(format_args!(

@@ -3,12 +3,12 @@
 //! register group, interrupts injected by kind, and the figure the product is about: exits for
 //! acknowledging and completing interrupts, which the hardware CPU interface makes zero.
 
-use alloc::string::String;
-use core::fmt::Write;
+use alloc::string::{String, ToString};
+use core::fmt;
 use core::sync::atomic::Ordering;
 
 use crate::trap::esr::SysRegId;
-use crate::vm::machine::{ExitReason, Vm};
+use crate::vm::machine::{ExitReason, MAX_SYSREG_KEYS, Vm};
 
 /// The GIC CPU-interface registers whose trap would be an exit for acknowledging or completing
 /// an interrupt (GICv3 system registers; on a vGICv2 the same work is GICC MMIO).
@@ -23,48 +23,62 @@ pub const ACK_EOI_REGS: [(&str, SysRegId); 6] = [
 
 /// The counters report of `vm`, one line per fact, ending with a newline.
 pub fn counters(vm: &Vm) -> String {
-    let mut out = String::new();
-    let _ = writeln!(out, "=== counters of VM '{}' ===", vm.name());
+    Counters(vm).to_string()
+}
+
+/// The counters report of a VM, written as it is formatted: nothing is allocated (the console's
+/// counters key prints it on CPU 0's exit path).
+pub struct Counters<'a>(pub &'a Vm);
+
+impl fmt::Display for Counters<'_> {
+    fn fmt(&self, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_counters(self.0, out)
+    }
+}
+
+fn write_counters(vm: &Vm, out: &mut fmt::Formatter<'_>) -> fmt::Result {
+    writeln!(out, "=== counters of VM '{}' ===", vm.name())?;
     let mut ack_eoi_exits = 0;
     for (n, slot) in vm.vcpus.iter().enumerate() {
         let s = slot.stats.lock().clone();
-        let _ = write!(out, "vCPU {n}: {} exits:", s.total());
+        write!(out, "vCPU {n}: {} exits:", s.total())?;
         for r in ExitReason::ALL {
             let c = s.count(r);
             if c > 0 {
-                let _ = write!(out, " {} {c}", r.name());
+                write!(out, " {} {c}", r.name())?;
             }
         }
-        let _ = writeln!(
+        writeln!(
             out,
             "; maintenance interrupts {}, kicks {}",
             s.maintenance, s.kicks
-        );
+        )?;
         if let Some(c) = vm.vgic.lock().cpu(n).map(|c| c.stats) {
-            let _ = writeln!(
+            writeln!(
                 out,
                 "  vGIC: {} interrupts loaded into list registers, {} LR overflows, {} EOIcount \
                  deactivations",
                 c.lr_loads, c.lr_overflows, c.eoicount_deactivations
-            );
+            )?;
         }
         if !s.sysregs.is_empty() || s.sysregs.other != 0 {
             let is_id = |id: &SysRegId| id.op0() == 3 && id.op1() == 0 && id.crn() == 0;
-            let mut regs: alloc::vec::Vec<(SysRegId, u64)> = s.sysregs.iter().collect();
-            regs.sort_by_key(|(id, _)| id.raw());
+            let mut regs: heapless::Vec<(SysRegId, u64), MAX_SYSREG_KEYS> =
+                s.sysregs.iter().collect();
+            regs.sort_unstable_by_key(|(id, _)| id.raw());
             let ids: u64 = regs
                 .iter()
                 .filter(|(id, _)| is_id(id))
                 .map(|(_, c)| c)
                 .sum();
-            let _ = write!(out, "  trapped system registers: ID registers (TID3) {ids}");
+            write!(out, "  trapped system registers: ID registers (TID3) {ids}")?;
             for (id, c) in regs.iter().filter(|(id, _)| !is_id(id)) {
-                let _ = write!(out, ", {id} {c}");
+                write!(out, ", {id} {c}")?;
             }
             if s.sysregs.other != 0 {
-                let _ = write!(out, ", other encodings {}", s.sysregs.other);
+                write!(out, ", other encodings {}", s.sysregs.other)?;
             }
-            let _ = writeln!(out);
+            writeln!(out)?;
         }
         ack_eoi_exits += ACK_EOI_REGS
             .iter()
@@ -75,16 +89,16 @@ pub fn counters(vm: &Vm) -> String {
         let m = vm.stats.mmio.lock();
         (m.by_name(), m.other)
     };
-    let _ = write!(out, "MMIO exits by device/register:");
-    for ((dev, group), c) in &mmio {
-        let _ = write!(out, " {dev}.{group}={c}");
+    write!(out, "MMIO exits by device/register:")?;
+    for ((dev, group), c) in mmio.iter() {
+        write!(out, " {dev}.{group}={c}")?;
     }
     if other != 0 {
-        let _ = write!(out, " other={other}");
+        write!(out, " other={other}")?;
     }
-    let _ = writeln!(out);
+    writeln!(out)?;
     let inj: [u64; 5] = core::array::from_fn(|i| vm.stats.injected[i].load(Ordering::Relaxed));
-    let _ = writeln!(
+    writeln!(
         out,
         "interrupts injected: SGI {} (sends), timer PPI {} (linked, HW bit), UART SPI {}, \
          passthrough SPI {} ({} taken on another vCPU's CPU), MSI {} (physical LPIs of owned \
@@ -96,39 +110,38 @@ pub fn counters(vm: &Vm) -> String {
         vm.stats.passthrough_remote.load(Ordering::Relaxed),
         inj[4],
         vm.stats.aborts.load(Ordering::Relaxed)
-    );
+    )?;
     if let Some(its) = vm.vgic.lock().its() {
         let st = its.stats;
         let (devices, events, lpis, cfg) = its.usage();
-        let _ = write!(out, "ITS: {} commands, {} skipped", st.commands, st.errors);
+        write!(out, "ITS: {} commands, {} skipped", st.commands, st.errors)?;
         if let Some((op, why)) = st.last_error {
-            let _ = write!(out, " (last: opcode {op:#04x}, {why:?})");
+            write!(out, " (last: opcode {op:#04x}, {why:?})")?;
         }
-        let _ = write!(
+        write!(
             out,
             "; {} LPIs raised; {devices} of {} devices, {events} of {} events, {lpis} LPIs \
              mapped; {} accesses stopped at the work budget",
             st.lpis_raised, cfg.max_devices, cfg.max_events, st.budget_stops
-        );
+        )?;
         if its.direct() {
-            let _ = write!(
+            write!(
                 out,
                 "; direct injection (GICv4): {} events of owned devices are vLPIs the hardware \
                  delivers with no exit",
                 its.direct_events()
-            );
+            )?;
         }
-        let _ = writeln!(out);
+        writeln!(out)?;
     }
     let gicc_exits = mmio
         .iter()
         .filter(|((d, _), _)| *d == "GICC")
         .map(|(_, c)| c)
         .sum::<u64>();
-    let _ = writeln!(
+    writeln!(
         out,
         "exits for interrupt acknowledge and completion (ICC_IAR/EOIR/DIR/PMR traps, GICC MMIO): {}",
         ack_eoi_exits + gicc_exits
-    );
-    out
+    )
 }

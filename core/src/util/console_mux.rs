@@ -13,7 +13,8 @@
 //!   prompt) ends the focused VM's line on screen with a newline and prints its lines; the
 //!   focused VM's next byte then starts a new, prefixed line.
 //!
-//! Invariant: a line on the screen holds bytes of one VM only. The screen itself tells whether
+//! Invariants: a line on the screen holds bytes of one VM only; a VM's held output fits the room
+//! reserved for it at creation (no allocation after [`ConsoleMux::new`]). The screen itself tells whether
 //! its cursor is mid-line ([`Screen::mid_line`]), so that the hypervisor's log can end the
 //! line first as well.
 
@@ -21,6 +22,9 @@ use alloc::vec::Vec;
 
 /// How many bytes a VM without the focus may keep waiting for the screen.
 pub const HOLD_LIMIT: usize = 4096;
+/// The room each VM's held buffer gets when the multiplexer is built: held output never grows
+/// past it, so output (on a vCPU's exit path) never allocates.
+const HELD_ROOM: usize = 2 * HOLD_LIMIT;
 
 /// The physical console, as the multiplexer needs it.
 pub trait Screen {
@@ -43,7 +47,7 @@ impl ConsoleMux {
     /// A multiplexer for `vms` VMs, VM `focus` having the focus.
     pub fn new(vms: usize, focus: usize) -> Self {
         ConsoleMux {
-            held: (0..vms).map(|_| Vec::new()).collect(),
+            held: (0..vms).map(|_| Vec::with_capacity(HELD_ROOM)).collect(),
             focus,
         }
     }
@@ -84,19 +88,27 @@ impl ConsoleMux {
             }
             return;
         }
-        self.held[vm].extend_from_slice(bytes);
-        if screen.mid_line() && self.held[vm].len() > HOLD_LIMIT {
-            screen.write(b"\n");
-            screen.set_mid_line(false);
-        }
-        if !screen.mid_line() {
-            self.flush(vm, name(vm), screen);
-            if self.held[vm].len() > HOLD_LIMIT {
-                // One line longer than the limit: print it as it is, ended.
-                let mut line = core::mem::take(&mut self.held[vm]);
-                line.push(b'\n');
-                prefix(screen, name(vm));
-                screen.write(&line);
+        // Piece by piece, each within the room left: after each piece at most HOLD_LIMIT bytes
+        // stay held (more and they are printed), so the next piece has room too.
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let room = HELD_ROOM.saturating_sub(self.held[vm].len()).max(1);
+            let (now, later) = rest.split_at(rest.len().min(room));
+            rest = later;
+            self.held[vm].extend_from_slice(now);
+            if screen.mid_line() && self.held[vm].len() > HOLD_LIMIT {
+                screen.write(b"\n");
+                screen.set_mid_line(false);
+            }
+            if !screen.mid_line() {
+                self.flush(vm, name(vm), screen);
+                if self.held[vm].len() > HOLD_LIMIT {
+                    // One line longer than the limit: print it as it is, ended.
+                    prefix(screen, name(vm));
+                    screen.write(&self.held[vm]);
+                    screen.write(b"\n");
+                    self.held[vm].clear();
+                }
             }
         }
     }
@@ -117,10 +129,13 @@ impl ConsoleMux {
         }
         // What the new focus held is printed now; its later output goes straight through.
         self.flush(vm, name(vm), screen);
-        let partial = core::mem::take(&mut self.held[vm]);
+        let mut partial = core::mem::take(&mut self.held[vm]);
         self.focus = vm;
         self.flush_others(&name, screen);
         self.output(vm, &partial, name, screen);
+        // The buffer goes back, emptied, with its room.
+        partial.clear();
+        self.held[vm] = partial;
     }
 
     /// Prints the complete lines every VM without the focus holds.
@@ -188,6 +203,34 @@ mod tests {
         for b in text.bytes() {
             m.output(vm, &[b], name, s);
         }
+    }
+
+    /// Output is on the exit path (a trapped UART store): whatever a VM writes, in chunks of any
+    /// size, with or without newlines, while the focused VM sits mid-line or not, its held
+    /// buffer keeps the room it was built with (no allocation), and no byte is lost.
+    #[test]
+    fn held_output_of_any_size_never_allocates_and_loses_nothing() {
+        let (mut m, mut s) = (ConsoleMux::new(2, 0), Fake::default());
+        let before = (m.held[1].capacity(), m.held[1].as_ptr());
+        bytes(&mut m, &mut s, 0, "# ");
+        let long = "x".repeat(5 * HOLD_LIMIT + 17);
+        m.output(1, long.as_bytes(), name, &mut s);
+        m.output(1, b"\nshort line\n", name, &mut s);
+        for _ in 0..3 * HOLD_LIMIT {
+            m.output(1, b"y", name, &mut s);
+        }
+        m.set_focus(1, name, &mut s);
+        m.set_focus(0, name, &mut s);
+        m.output(1, long.as_bytes(), name, &mut s);
+        assert_eq!((m.held[1].capacity(), m.held[1].as_ptr()), before);
+        let text = s.text();
+        assert_eq!(
+            text.matches('x').count(),
+            2 * long.len(),
+            "every byte printed"
+        );
+        assert_eq!(text.matches('y').count(), 3 * HOLD_LIMIT);
+        assert!(text.contains("[beta] short line\n"));
     }
 
     #[test]

@@ -28,7 +28,7 @@
 //! output, ID register) and every `hv` trait call is made after the locks above are dropped,
 //! so the shell may take its own locks, or this VM's, without deadlocking.
 
-use alloc::collections::{BTreeMap, VecDeque};
+use alloc::collections::VecDeque;
 
 use crate::util::counters::{CountKey, CountTable};
 use alloc::string::String;
@@ -248,13 +248,30 @@ impl CountKey for SysRegId {
 pub type MmioCounters = CountTable<MmioKey, MMIO_COUNTER_SLOTS>;
 
 impl MmioCounters {
-    /// The counts by (device, group) name, in name order.
-    pub fn by_name(&self) -> BTreeMap<(&'static str, &'static str), u64> {
-        let mut out = BTreeMap::new();
+    /// The counts by (device, group) name, in name order (a fixed list: no allocation; the
+    /// table has no more distinct names than slots).
+    pub fn by_name(
+        &self,
+    ) -> heapless::Vec<((&'static str, &'static str), u64), MMIO_COUNTER_SLOTS> {
+        let mut out: heapless::Vec<_, MMIO_COUNTER_SLOTS> = heapless::Vec::new();
         for (MmioKey(d, g), c) in self.iter() {
-            *out.entry((d, g)).or_insert(0) += c;
+            match out.iter_mut().find(|(k, _)| *k == (d, g)) {
+                Some((_, n)) => *n += c,
+                None => {
+                    let _ = out.push(((d, g), c));
+                }
+            }
         }
+        out.sort_unstable_by_key(|(k, _)| *k);
         out
+    }
+
+    /// The count of one (device, group) name.
+    pub fn count_of(&self, dev: &str, group: &str) -> u64 {
+        self.iter()
+            .filter(|(MmioKey(d, g), _)| *d == dev && *g == group)
+            .map(|(_, c)| c)
+            .sum()
     }
 }
 
@@ -518,7 +535,7 @@ impl Vm {
             layout,
             vgic: Mutex::new(vgic),
             uart: Mutex::new(Pl011::new()),
-            console_in: Mutex::new(VecDeque::new()),
+            console_in: Mutex::new(VecDeque::with_capacity(CONSOLE_INPUT_QUEUE)),
             bus,
             vcpus,
             stats: VmStats::default(),
