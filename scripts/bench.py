@@ -131,7 +131,7 @@ POWER_DOWN = re.compile(r"^\[\s*(\d+\.\d+)\] reboot: Power down", re.M)
 # exitless's log lines carry the time since it started (the machine's reset, give or take the
 # firmware's few instructions).
 HV_OFF = re.compile(r"^\[\s*(\d+\.\d+)\] cpu\d+ INFO  all VMs are off", re.M)
-HV_START = re.compile(r"^\[\s*(\d+\.\d+)\] cpu\d+ \S+ +VM 'linux' vCPU 0 starts", re.M)
+HV_START = re.compile(r"^\[\s*(\d+\.\d+)\] cpu\d+ INFO  running \d+ VM\(s\)", re.M)
 
 
 def guest_files():
@@ -199,7 +199,7 @@ def boot(gics, timeout):
             off, start = HV_OFF.search(v[0]), HV_START.search(v[0])
             if not (nm and gm and off and start):
                 print(f"bench: boot {tag}: a timing line is missing (Linux's 'reboot: Power "
-                      f"down', exitless's 'vCPU 0 starts' and 'all VMs are off')")
+                      f"down', exitless's 'running N VM(s)' and 'all VMs are off')")
                 return None
             res["virtual"].append(dict(
                 gic=f"GICv{gic}", vcpus=vcpus,
@@ -221,13 +221,13 @@ def boot(gics, timeout):
 
 
 def boot_table(b):
-    rows = ["| GIC | vCPUs | native: Linux to power-off | exitless: Linux to power-off | ratio "
-            "| exitless: its own boot | exitless: reset to power-off | ratio to native |",
-            "|---|---|---|---|---|---|---|---|"]
+    rows = ["| GIC | vCPUs | Linux's clock at power-off, native | the same under exitless | ratio "
+            "| exitless: reset to the VM's start | exitless: reset to power-off |",
+            "|---|---|---|---|---|---|---|"]
     for r in b["virtual"]:
         n, g, t = r["native_linux_s"], r["exitless_linux_s"], r["exitless_total_s"]
         rows.append(f"| {r['gic']} | {r['vcpus']} | {n:.3f} s | {g:.3f} s | {g / n:.3f}x | "
-                    f"{r['exitless_own_boot_s']:.3f} s | {t:.3f} s | {t / n:.3f}x |")
+                    f"{r['exitless_own_boot_s']:.3f} s | {t:.3f} s |")
     c = b["host_cpu"]
     rows.append("")
     rows.append(f"Host CPU time, 1 vCPU, no -icount ({c['gic']}): natively on a 1-CPU QEMU "

@@ -9,8 +9,10 @@ to the functions of out/exitless.elf (linked at 0, loaded at 0x40200000 by QEMU 
 `-kernel`), give the instructions exitless executed in each function during the run, and,
 divided by the exits the VM's counters report, per exit.
 
-Usage:  python3 scripts/profile.py [--gic 3] [--top 40]
-Needs `make` and `make guest` first; writes out/logs/profile-gicvN.txt (the table). QEMU's log
+Usage:  python3 scripts/profile.py [--gic 3] [--top 40] [--loop hvc|gicd-read|sgi-self]
+Needs `make` and `make guest` first; writes out/logs/profile-gicvN.txt (the table).
+With --loop OP the guest does only that operation, 20,000 times (`exitless.loop=OP`), and the
+table (out/logs/profile-gicvN-OP.txt) is what one such exit costs, function by function. QEMU's log
 (tens of GB: one line per block executed) goes through a FIFO and is counted as it comes; it is
 never written to disk. With LTO most of exitless is inlined into a few functions: each block is
 charged to the innermost function its first instruction belongs to (addr2line -i), so the
@@ -105,6 +107,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--gic", type=int, default=3)
     p.add_argument("--top", type=int, default=40)
+    p.add_argument("--loop", choices=["hvc", "gicd-read", "sgi-self"],
+                   help="profile one operation repeated (exitless.loop=OP) instead of the bench")
     a = p.parse_args()
     if not os.path.exists(ELF) or not os.path.exists(gt.GUEST):
         sys.exit("profile.py: run `make` and `make guest` first")
@@ -117,11 +121,14 @@ def main():
     counted = {}
     reader = threading.Thread(target=lambda: counted.update(count_blocks(raw)))
     reader.start()
-    bundle = gt.make_bundle(a.gic, bootargs="exitless.bench")
+    what = f"exitless.loop={a.loop}" if a.loop else "exitless.bench"
+    tag = f"gicv{a.gic}" + (f"-{a.loop}" if a.loop else "")
+    bundle = gt.make_bundle(a.gic, bootargs=what)
     args = gt.virt_args(a.gic, bundle, icount=True) + [
         "-d", "exec,nochain,in_asm", "-dfilter", f"{LOAD:#x}..{end - 1:#x}", "-D", raw]
-    ok, log, secs, qout = gt.run_qemu(f"profile-gicv{a.gic}", args, 1800,
-                                      expect="exitless-guest bench done")
+    ok, log, secs, qout = gt.run_qemu(f"profile-{tag}", args, 1800,
+                                      expect="exitless-guest loop done" if a.loop
+                                      else "exitless-guest bench done")
     if not counted and reader.is_alive():
         # QEMU never opened the FIFO (it failed early): unblock the reader.
         with open(raw, "w"):
@@ -146,14 +153,14 @@ def main():
             i = bisect.bisect_right(starts, pc) - 1
             name = names[i] if i >= 0 else f"{pc:#x}"
         per_fn[name] += ins
-    lines = [f"exitless instructions during the GICv{a.gic} benchmark run: {total} "
+    lines = [f"exitless instructions during the GICv{a.gic} {what} run: {total} "
              f"({exits} exits; {total / max(exits, 1):.0f} per exit, boot and console included)",
              "", f"{'instructions':>14} {'per exit':>9} {'share':>6}  function"]
     for name, ins in per_fn.most_common(a.top):
         lines.append(f"{ins:>14} {ins / max(exits, 1):>9.1f} {100 * ins / max(total, 1):>5.1f}%  "
                      f"{name}")
     text = "\n".join(lines) + "\n"
-    out = os.path.join(gt.OUT, "logs", f"profile-gicv{a.gic}.txt")
+    out = os.path.join(gt.OUT, "logs", f"profile-{tag}.txt")
     with open(out, "w") as f:
         f.write(text)
     print(text, end="")

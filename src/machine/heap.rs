@@ -70,10 +70,11 @@ pub fn first_exit_path_callers() -> [usize; 6] {
     core::array::from_fn(|i| FIRST_CALLERS[i].load(Ordering::Relaxed))
 }
 
-/// Marks the calling CPU as on (or off) the exit path: from the guest's exit to its next entry.
+/// Marks the calling CPU as on (or off) the exit path: from the guest's exit to its next entry
+/// (the run loop, at EL2).
 #[inline]
 pub fn exit_path(on: bool) {
-    if let Some(f) = IN_EXIT_PATH.get(crate::arch::cpu_index()) {
+    if let Some(f) = IN_EXIT_PATH.get(crate::arch::cpu_index_el2()) {
         f.store(on, Ordering::Relaxed);
     }
 }

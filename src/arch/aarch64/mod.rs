@@ -24,6 +24,12 @@ pub fn cpu_index() -> usize {
     }
 }
 
+/// [`cpu_index`] for code that runs only at EL2 (the run loop): one register read.
+#[inline]
+pub fn cpu_index_el2() -> usize {
+    TPIDR_EL2.get() as usize
+}
+
 /// The running CPU's MPIDR_EL1 affinity fields.
 #[inline]
 pub fn mpidr() -> u64 {

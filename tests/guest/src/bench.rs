@@ -94,6 +94,58 @@ fn snap_on(c: usize) -> [u64; 11] {
     out
 }
 
+/// An operation `exitless.loop=OP` repeats ([`repeat`]): a profile of exitless (scripts/profile.py
+/// --loop) then shows what one such exit costs, function by function.
+#[derive(Clone, Copy, Debug)]
+pub enum LoopOp {
+    /// A null hypercall (vendor Call Count).
+    Hvc,
+    /// A distributor register read (GICD_ISENABLER1).
+    GicdRead,
+    /// An SGI to self, sent and taken.
+    SgiSelf,
+}
+
+/// How many times [`repeat`] does its operation.
+pub const LOOP_COUNT: u32 = 20_000;
+
+impl LoopOp {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "hvc" => Some(LoopOp::Hvc),
+            "gicd-read" => Some(LoopOp::GicdRead),
+            "sgi-self" => Some(LoopOp::SgiSelf),
+            _ => None,
+        }
+    }
+}
+
+/// Does `op` [`LOOP_COUNT`] times and says so.
+pub fn repeat(op: LoopOp) {
+    let g = gic();
+    if let LoopOp::SgiSelf = op {
+        g.enable(0, 1);
+        hw::irq_enable();
+    }
+    for _ in 0..LOOP_COUNT {
+        match op {
+            LoopOp::Hvc => {
+                core::hint::black_box(rt::call(0x8600_ff00, 0, 0, 0));
+            }
+            LoopOp::GicdRead => {
+                core::hint::black_box(hw::read32(g.d(gic::GICD_ISENABLER + 4)));
+            }
+            LoopOp::SgiSelf => {
+                let n0 = CPUS[0].count.load(SeqCst);
+                g.sgi(1, Target::Cpus(1));
+                while CPUS[0].count.load(SeqCst) == n0 {}
+            }
+        }
+    }
+    hw::irq_disable();
+    println!("exitless-guest loop done: {op:?} x {LOOP_COUNT}");
+}
+
 pub fn run() {
     let g = gic();
     let v = virt();

@@ -40,6 +40,8 @@ pub struct Platform {
     pub ptimer: u32,
     pub vtimer: u32,
     pub bench: bool,
+    /// `exitless.loop=OP`: repeat one benchmark operation (scripts/profile.py).
+    pub op_loop: Option<crate::bench::LoopOp>,
     /// `exitless.direct-msi`: the hypervisor injects the owned PCI devices' MSIs directly
     /// (GICv4), so the `pci` cases expect no exit for them.
     pub direct_msi: bool,
@@ -183,6 +185,11 @@ pub fn parse(addr: usize) -> Result<Platform, &'static str> {
     let bench = bootargs
         .split_ascii_whitespace()
         .any(|w| w == "exitless.bench");
+    // `exitless.loop=OP`: one operation many times, for scripts/profile.py.
+    let op_loop = bootargs
+        .split_ascii_whitespace()
+        .find_map(|w| w.strip_prefix("exitless.loop="))
+        .and_then(crate::bench::LoopOp::parse);
     let direct_msi = bootargs
         .split_ascii_whitespace()
         .any(|w| w == "exitless.direct-msi");
@@ -209,6 +216,7 @@ pub fn parse(addr: usize) -> Result<Platform, &'static str> {
         ptimer: ppis[1],
         vtimer: ppis[2],
         bench,
+        op_loop,
         direct_msi,
         hostile,
     })

@@ -511,6 +511,8 @@ pub extern "C" fn primary_main(dtb: usize) -> ! {
     }
     if let Some((writes, ops)) = p.hostile {
         crate::hostile::run(writes, ops);
+    } else if let Some(op) = p.op_loop {
+        crate::bench::repeat(op);
     } else if p.bench {
         crate::bench::run();
     } else {
