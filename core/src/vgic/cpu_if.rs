@@ -103,6 +103,48 @@ impl Vgic {
     /// Fills `shadow` with the interrupts vCPU `vcpu` must see and marks it running. The shell
     /// then writes `shadow.lrs[..shadow.used]` (zeros in the rest) and `shadow.hcr`.
     pub fn flush(&mut self, vcpu: VcpuId, shadow: &mut CpuIfShadow) {
+        if vcpu < self.cpus.len() && self.nothing_to_load(vcpu) {
+            self.flush_empty(vcpu, shadow);
+        } else {
+            self.flush_full(vcpu, shadow);
+        }
+    }
+
+    /// True when vCPU `vcpu` has no candidate at all: no SGI, PPI or SPI queued for it (every
+    /// candidate is queued, `Vgic::requeue`) and no LPI of its ITS pending or active. The
+    /// common case of an exit that changed nothing (a hypercall, a timer re-arm): flush then
+    /// needs no scan, no sort and no list register ([`Vgic::flush_empty`]).
+    fn nothing_to_load(&self, vcpu: VcpuId) -> bool {
+        self.cpus[vcpu].queued_words == 0
+            && self.its.as_ref().is_none_or(|its| {
+                its.lpis()
+                    .iter()
+                    .all(|l| !l.state.active && !l.state.is_pending())
+            })
+    }
+
+    /// [`Vgic::flush`] with no candidate: what the full flush computes for an empty list, in a
+    /// few steps (the equivalence is a host test).
+    fn flush_empty(&mut self, vcpu: VcpuId, shadow: &mut CpuIfShadow) {
+        let lr_count = self.lr_count;
+        let v3 = self.version == crate::platform::GicVersion::V3;
+        let dir_trapped = !v3 || (self.cpus[vcpu].eoimode1 && self.spi_in_flight_elsewhere(vcpu));
+        let c = &mut self.cpus[vcpu];
+        c.outside_active.clear();
+        if c.lrs.iter().any(Option::is_some) {
+            c.lrs[..lr_count].fill(None);
+        }
+        c.dir_trapped = dir_trapped;
+        c.running = true;
+        if shadow.used > 0 || shadow.lrs[..lr_count].iter().any(|&v| v != 0) {
+            shadow.lrs[..lr_count].fill(0);
+        }
+        shadow.used = 0;
+        shadow.hcr = hcr::EN | if v3 && dir_trapped { hcr::TDIR } else { 0 };
+    }
+
+    /// The flush of a vCPU that has candidates: collect, sort, load the best into the LRs.
+    fn flush_full(&mut self, vcpu: VcpuId, shadow: &mut CpuIfShadow) {
         let fmt = self.lr_format();
         let mut cands = core::mem::take(&mut self.scratch);
         self.candidates(vcpu, &mut cands);
@@ -179,18 +221,21 @@ impl Vgic {
     /// The candidates of `vcpu`, pruning queue bits that no longer apply.
     fn candidates(&mut self, vcpu: VcpuId, out: &mut Vec<Candidate>) {
         out.clear();
-        for word in 0..16 {
+        let mut words = self.cpus[vcpu].queued_words;
+        while words != 0 {
+            let word = words.trailing_zeros() as usize;
+            words &= words - 1;
             let mut bits = self.cpus[vcpu].queued[word];
             while bits != 0 {
                 let bit = bits.trailing_zeros();
                 bits &= bits - 1;
                 let id = IntId(word as u32 * 64 + bit);
                 let Some(irq) = self.irq(vcpu, id) else {
-                    self.cpus[vcpu].queued[word] &= !(1 << bit);
+                    self.cpus[vcpu].unqueue(id);
                     continue;
                 };
                 if self.target(vcpu, id) != Some(vcpu) {
-                    self.cpus[vcpu].queued[word] &= !(1 << bit);
+                    self.cpus[vcpu].unqueue(id);
                     continue;
                 }
                 let pending = irq.wants_delivery(self.enable_grp0, self.enable_grp1);
@@ -353,6 +398,11 @@ impl Vgic {
             }
         }
         self.requeue(vcpu, id);
+        // Completed (or moved elsewhere): its queue bit here goes now rather than at the next
+        // flush's scan, so that the next flush can take the short path.
+        if !id.is_lpi() && self.target(vcpu, id) != Some(vcpu) {
+            self.cpus[vcpu].unqueue(id);
+        }
         if let Some(p) = phys {
             self.phys_op(vcpu, PhysOp::Deactivate(p));
         }

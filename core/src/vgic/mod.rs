@@ -79,6 +79,9 @@ pub struct VgicCpu {
     pub affinity: u64,
     /// Interrupts that may want this vCPU (a superset, pruned by every flush): 1024 bits.
     queued: [u64; 16],
+    /// Which words of `queued` are not zero (bit w: `queued[w] != 0`), so that an empty queue is
+    /// seen in one test and a scan visits only the words that hold something.
+    queued_words: u16,
     /// What the last flush wrote into each list register.
     lrs: [Option<LrEntry>; MAX_LRS],
     /// Active interrupts that the last flush could not fit in a list register (for EOIcount).
@@ -105,6 +108,24 @@ pub struct VgicCpu {
     phys: phys::PhysWork,
     /// Counters.
     pub stats: VgicCpuStats,
+}
+
+impl VgicCpu {
+    /// Queues interrupt `id` (an SGI, PPI or SPI) for this vCPU.
+    fn queue(&mut self, id: IntId) {
+        let w = (id.0 / 64) as usize % 16;
+        self.queued[w] |= 1 << (id.0 % 64);
+        self.queued_words |= 1 << w;
+    }
+
+    /// Takes interrupt `id` out of this vCPU's queue.
+    fn unqueue(&mut self, id: IntId) {
+        let w = (id.0 / 64) as usize % 16;
+        self.queued[w] &= !(1 << (id.0 % 64));
+        if self.queued[w] == 0 {
+            self.queued_words &= !(1 << w);
+        }
+    }
 }
 
 /// Per-vCPU vGIC counters.
@@ -184,6 +205,7 @@ impl Vgic {
                 private: core::array::from_fn(|i| IrqState::reset(IntId(i as u32), v2)),
                 affinity: n as u64,
                 queued: [0; 16],
+                queued_words: 0,
                 lrs: [None; MAX_LRS],
                 outside_active: Vec::with_capacity(32 + spi_count),
                 running: false,
@@ -373,7 +395,7 @@ impl Vgic {
             let c = &mut self.cpus[t];
             // LPIs are not in the queue bitmap: every flush looks at the ITS's LPIs.
             if !id.is_lpi() {
-                c.queued[(id.0 / 64) as usize] |= 1 << (id.0 % 64);
+                c.queue(id);
             }
             if c.running && resident != Some(t) {
                 self.kicks |= 1 << t;
@@ -727,6 +749,7 @@ impl Vgic {
         c.lrs = [None; MAX_LRS];
         c.outside_active.clear();
         c.queued = [0; 16];
+        c.queued_words = 0;
         c.running = false;
         c.dir_trapped = false;
     }

@@ -841,3 +841,66 @@ fn attaching_an_its_makes_room_for_its_lpis_among_the_candidates() {
             .all(|c| c.outside_active.capacity() >= g.max_candidates())
     );
 }
+
+/// The flush of a vCPU with nothing to load takes a short path (no scan, no sort); it must leave
+/// exactly what the full flush leaves: the shadow, the vCPU's LRs and lists, the DIR trap, the
+/// kicks. Checked on a vGIC that never had an interrupt, after an SPI was taken and completed,
+/// and with EOImode=1 while an SPI is active on the other vCPU (DIR must trap).
+#[test]
+fn flush_with_nothing_to_load_leaves_what_the_full_flush_leaves() {
+    let mut scenarios = Vec::new();
+    scenarios.push(vgic());
+    let mut g = vgic();
+    spi(&mut g, 40, 0x80);
+    g.set_pending(0, IntId(40), true);
+    let mut sh = CpuIfShadow::default();
+    g.flush(0, &mut sh);
+    ack(&mut sh, 0);
+    eoi(&mut sh, 0);
+    g.fold(0, &sh);
+    scenarios.push(g);
+    let mut g = vgic();
+    spi(&mut g, 41, 0x80);
+    g.set_route(0, IntId(41), Route::Affinity(1));
+    g.set_pending(0, IntId(41), true);
+    let mut sh = CpuIfShadow::default();
+    g.flush(1, &mut sh);
+    assert_eq!(ids(&sh), [41]);
+    ack(&mut sh, 0);
+    sh.eoimode1 = true;
+    g.fold(1, &sh);
+    g.cpus[0].eoimode1 = true;
+    scenarios.push(g);
+    for (n, g) in scenarios.into_iter().enumerate() {
+        assert!(g.nothing_to_load(0), "scenario {n}");
+        let (mut short, mut full) = (g.clone(), g);
+        let stale = CpuIfShadow {
+            lrs: [0x1234; MAX_LRS],
+            used: 2,
+            hcr: 0xffff,
+            eoimode1: true,
+        };
+        let (mut a, mut b) = (stale, stale);
+        short.flush(0, &mut a);
+        full.flush_full(0, &mut b);
+        assert_eq!(a, b, "scenario {n}: shadow");
+        let (x, y) = (&short.cpus[0], &full.cpus[0]);
+        assert_eq!(
+            (
+                x.lrs,
+                x.dir_trapped,
+                x.running,
+                &x.outside_active,
+                short.kicks
+            ),
+            (
+                y.lrs,
+                y.dir_trapped,
+                y.running,
+                &y.outside_active,
+                full.kicks
+            ),
+            "scenario {n}: vCPU state"
+        );
+    }
+}

@@ -804,3 +804,12 @@ fn mmio_counters_are_bounded_and_count_every_access() {
     assert_eq!(kept + full.other, 100);
     assert_eq!(full.other, 100 - MMIO_COUNTER_SLOTS as u64);
 }
+
+/// Exits are counted at `reason as usize` (no search on the exit path): that must be the
+/// reason's place in `ExitReason::ALL`, the order the report prints.
+#[test]
+fn exit_reasons_are_counted_at_their_place_in_all() {
+    for (i, r) in ExitReason::ALL.iter().enumerate() {
+        assert_eq!(*r as usize, i, "{r:?}");
+    }
+}
