@@ -111,13 +111,14 @@ fn idle_poll(cpu: usize) {
 /// this CPU work sends it an interrupt (CPU_ON and a VM reset kick the vCPU's CPU,
 /// `exitless_core::hv::kick`), and an interrupt that became pending after the check ends WFI
 /// at once, even with IRQs masked. It waits in WFE instead (woken by the host's event stream
-/// as well) while it has something to poll: console output waiting for the UART, a console
-/// without an interrupt (CPU 0), a power-off under way (the watchdog; the power-off wakes every
-/// CPU when it begins).
+/// as well) while it has something to poll: on CPU 0, the console's CPU, console output waiting
+/// for the UART or a console without an interrupt; on every CPU, a power-off under way (the
+/// watchdog; the power-off wakes every CPU when it begins). The other idle CPUs leave console
+/// output to CPU 0 and to the running vCPUs' exits: QEMU's TCG does not sleep on WFE, so three
+/// idle CPUs polling a busy console cost more host time than the guest itself.
 fn idle_sleep(cpu: usize) {
-    if console::output_pending()
-        || crate::machine::power::under_way()
-        || (cpu == 0 && hw().uart.is_none())
+    if crate::machine::power::under_way()
+        || (cpu == 0 && (console::output_pending() || hw().uart.is_none()))
     {
         aarch64_cpu::asm::wfe();
     } else {
