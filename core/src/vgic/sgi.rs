@@ -82,13 +82,13 @@ fn targets(
     let upper = AFFINITY::Aff3.val(r.read(ICC_SGIR::Aff3))
         + AFFINITY::Aff2.val(r.read(ICC_SGIR::Aff2))
         + AFFINITY::Aff1.val(r.read(ICC_SGIR::Aff1));
-    let list = r.read(ICC_SGIR::TargetList);
+    let mut list = r.read(ICC_SGIR::TargetList) & ((1 << TARGET_LIST_LEN) - 1);
     let first_aff0 = r.read(ICC_SGIR::RS) * TARGET_LIST_LEN;
     let mut out = 0;
-    for n in 0..TARGET_LIST_LEN {
-        if list & (1 << n) == 0 {
-            continue;
-        }
+    // Only the listed targets (usually one bit of the 16).
+    while list != 0 {
+        let n = u64::from(list.trailing_zeros());
+        list &= list - 1;
         // "TargetList bit n targets the PE with Aff0 = RS * 16 + n" (at most 255).
         let aff = (upper + AFFINITY::Aff0.val(first_aff0 + n)).value;
         if let Some(v) = vcpu_of_affinity(aff) {
