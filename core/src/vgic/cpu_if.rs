@@ -131,8 +131,9 @@ impl Vgic {
         let dir_trapped = !v3 || (self.cpus[vcpu].eoimode1 && self.spi_in_flight_elsewhere(vcpu));
         let c = &mut self.cpus[vcpu];
         c.outside_active.clear();
-        if c.lrs.iter().any(Option::is_some) {
+        if c.lrs_loaded > 0 {
             c.lrs[..lr_count].fill(None);
+            c.lrs_loaded = 0;
         }
         c.dir_trapped = dir_trapped;
         c.running = true;
@@ -210,6 +211,7 @@ impl Vgic {
         for lr in &mut c.lrs[used..lr_count] {
             *lr = None;
         }
+        c.lrs_loaded = used;
         c.outside_active = outside_active;
         c.stats.lr_loads += used as u64;
         c.running = true;
@@ -321,10 +323,11 @@ impl Vgic {
         c.eoimode1 = shadow.eoimode1;
         // Nothing was in the list registers and nothing active waits outside them: the guest
         // cannot have changed any interrupt's state (EOIcount has nothing to deactivate).
-        if c.lrs.iter().all(Option::is_none) && c.outside_active.is_empty() {
+        if c.lrs_loaded == 0 && c.outside_active.is_empty() {
             return;
         }
-        for n in 0..self.lr_count {
+        let loaded = core::mem::take(&mut c.lrs_loaded);
+        for n in 0..loaded {
             let Some(entry) = self.cpus[vcpu].lrs[n].take() else {
                 continue;
             };

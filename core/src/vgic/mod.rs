@@ -84,6 +84,9 @@ pub struct VgicCpu {
     queued_words: u16,
     /// What the last flush wrote into each list register.
     lrs: [Option<LrEntry>; MAX_LRS],
+    /// How many of `lrs` the last flush filled: `lrs[..lrs_loaded]` are `Some`, the rest `None`
+    /// (so an exit that had nothing in the LRs is seen in one test).
+    lrs_loaded: usize,
     /// Active interrupts that the last flush could not fit in a list register (for EOIcount).
     outside_active: Vec<IntId>,
     /// True between flush and fold: the vCPU may be running guest code right now.
@@ -207,6 +210,7 @@ impl Vgic {
                 queued: [0; 16],
                 queued_words: 0,
                 lrs: [None; MAX_LRS],
+                lrs_loaded: 0,
                 outside_active: Vec::with_capacity(32 + spi_count),
                 running: false,
                 eoimode1: false,
@@ -747,6 +751,7 @@ impl Vgic {
             irq.hw = hw;
         }
         c.lrs = [None; MAX_LRS];
+        c.lrs_loaded = 0;
         c.outside_active.clear();
         c.queued = [0; 16];
         c.queued_words = 0;

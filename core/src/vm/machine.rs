@@ -207,10 +207,7 @@ impl VcpuStats {
 
     /// Exits of one reason.
     pub fn count(&self, r: ExitReason) -> u64 {
-        ExitReason::ALL
-            .iter()
-            .position(|&x| x == r)
-            .map_or(0, |i| self.exits[i])
+        self.exits[r as usize]
     }
 }
 
