@@ -253,10 +253,14 @@ impl GicV2 {
         shadow: &exitless_core::vgic::cpu_if::CpuIfShadow,
         previously_used: usize,
     ) {
-        for n in 0..shadow.lrs.len().min(self.gich.LR.len()) {
-            if n < shadow.used || n < previously_used {
-                self.gich.LR[n].set(shadow.lrs[n] as u32);
-            }
+        // The LRs flush filled, and those the previous entry used (now emptied): no others.
+        let touched = shadow
+            .used
+            .max(previously_used)
+            .min(shadow.lrs.len())
+            .min(self.gich.LR.len());
+        for n in 0..touched {
+            self.gich.LR[n].set(shadow.lrs[n] as u32);
         }
         self.gich.HCR.set(shadow.hcr as u32);
     }

@@ -419,11 +419,15 @@ pub mod cpuif {
 
     /// Writes the list registers and ICH_HCR_EL2 from `shadow` (zeros in unused LRs).
     pub fn load_lrs(shadow: &CpuIfShadow, lr_count: usize, previously_used: usize) {
-        for n in 0..lr_count.min(shadow.lrs.len()) {
-            if n < shadow.used || n < previously_used {
-                let mut v = shadow.lrs[n];
-                lr_op(n, false, &mut v);
-            }
+        // The LRs flush filled, and those the previous entry used (now emptied): no others.
+        let touched = shadow
+            .used
+            .max(previously_used)
+            .min(lr_count)
+            .min(shadow.lrs.len());
+        for n in 0..touched {
+            let mut v = shadow.lrs[n];
+            lr_op(n, false, &mut v);
         }
         write_sysreg!("S3_4_C12_C11_0", shadow.hcr);
     }

@@ -62,7 +62,8 @@ pub mod hcr {
 /// hardware and the model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CpuIfShadow {
-    /// LR values: written by flush, read back before fold.
+    /// LR values: written by flush, read back before fold. Those past `used` are zero (flush
+    /// leaves them so; the shell reads back only the first `used`).
     pub lrs: [u64; MAX_LRS],
     /// How many LRs flush used (the shell writes zeros into the rest).
     pub used: usize,
@@ -137,8 +138,8 @@ impl Vgic {
         }
         c.dir_trapped = dir_trapped;
         c.running = true;
-        if shadow.used > 0 || shadow.lrs[..lr_count].iter().any(|&v| v != 0) {
-            shadow.lrs[..lr_count].fill(0);
+        if shadow.used > 0 {
+            shadow.lrs[..shadow.used.min(lr_count)].fill(0);
         }
         shadow.used = 0;
         shadow.hcr = hcr::EN | if v3 && dir_trapped { hcr::TDIR } else { 0 };
@@ -147,6 +148,10 @@ impl Vgic {
     /// The flush of a vCPU that has candidates: collect, sort, load the best into the LRs.
     fn flush_full(&mut self, vcpu: VcpuId, shadow: &mut CpuIfShadow) {
         let fmt = self.lr_format();
+        // Entries at and past these are empty already (`VgicCpu::lrs_loaded`; the shadow's LRs
+        // past `used` are zero: flush zeroes them, and the shell reads back only `used`).
+        let was_loaded = self.cpus[vcpu].lrs_loaded;
+        let was_used = shadow.used;
         let mut cands = core::mem::take(&mut self.scratch);
         self.candidates(vcpu, &mut cands);
         cands.sort_unstable_by_key(|c| (!c.takeable(), c.priority, c.id.0));
@@ -208,14 +213,16 @@ impl Vgic {
         let c = &mut self.cpus[vcpu];
         c.dir_trapped = dir_trapped;
         // Entries at lr_count and beyond are never used.
-        for lr in &mut c.lrs[used..lr_count] {
-            *lr = None;
+        if was_loaded > used {
+            c.lrs[used..was_loaded.min(lr_count)].fill(None);
         }
         c.lrs_loaded = used;
         c.outside_active = outside_active;
         c.stats.lr_loads += used as u64;
         c.running = true;
-        shadow.lrs[used..lr_count].fill(0);
+        if was_used > used {
+            shadow.lrs[used..was_used.min(lr_count)].fill(0);
+        }
         shadow.used = used;
         shadow.hcr = hcr;
     }
@@ -400,10 +407,10 @@ impl Vgic {
                 irq.active_on = None;
             }
         }
-        self.requeue(vcpu, id);
+        let target = self.requeue(vcpu, id);
         // Completed (or moved elsewhere): its queue bit here goes now rather than at the next
         // flush's scan, so that the next flush can take the short path.
-        if !id.is_lpi() && self.target(vcpu, id) != Some(vcpu) {
+        if !id.is_lpi() && target != Some(vcpu) {
             self.cpus[vcpu].unqueue(id);
         }
         if let Some(p) = phys {

@@ -387,15 +387,16 @@ impl Vgic {
     }
 
     /// Re-evaluates where interrupt `id` should go after a change, queues it there and, if
-    /// that vCPU (or the one holding it in an LR) is running, asks for a kick.
-    fn requeue(&mut self, vcpu: VcpuId, id: IntId) {
+    /// that vCPU (or the one holding it in an LR) is running, asks for a kick. Returns where.
+    fn requeue(&mut self, vcpu: VcpuId, id: IntId) -> Option<VcpuId> {
         let resident = self.irq(vcpu, id).and_then(|i| i.resident);
         if let Some(r) = resident
             && self.cpus.get(r).is_some_and(|c| c.running)
         {
             self.kicks |= 1 << r;
         }
-        if let Some(t) = self.target(vcpu, id) {
+        let target = self.target(vcpu, id);
+        if let Some(t) = target {
             let c = &mut self.cpus[t];
             // LPIs are not in the queue bitmap: every flush looks at the ITS's LPIs.
             if !id.is_lpi() {
@@ -405,6 +406,7 @@ impl Vgic {
                 self.kicks |= 1 << t;
             }
         }
+        target
     }
 
     /// Applies `f` to interrupt `id` (banked for `vcpu`) and requeues it. Returns false if the

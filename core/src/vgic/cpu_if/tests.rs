@@ -874,12 +874,14 @@ fn flush_with_nothing_to_load_leaves_what_the_full_flush_leaves() {
     for (n, g) in scenarios.into_iter().enumerate() {
         assert!(g.nothing_to_load(0), "scenario {n}");
         let (mut short, mut full) = (g.clone(), g);
-        let stale = CpuIfShadow {
-            lrs: [0x1234; MAX_LRS],
+        // What the shell read back after the last entry: `used` LRs, zeros past them.
+        let mut stale = CpuIfShadow {
+            lrs: [0; MAX_LRS],
             used: 2,
             hcr: 0xffff,
             eoimode1: true,
         };
+        stale.lrs[..2].fill(0x1234);
         let (mut a, mut b) = (stale, stale);
         short.flush(0, &mut a);
         full.flush_full(0, &mut b);
