@@ -775,7 +775,7 @@ pub struct DataAbort {
 }
 
 impl DataAbort {
-    fn from_esr(esr: Esr) -> Self {
+    pub(crate) fn from_esr(esr: Esr) -> Self {
         let iss = esr.view::<ESR_ISS_DABT::Register>();
         let access = iss.is_set(ESR_ISS_DABT::ISV).then(|| DataAccess {
             sas: match iss.read_as_enum(ESR_ISS_DABT::SAS) {
@@ -867,7 +867,7 @@ pub struct InstrAbort {
 }
 
 impl InstrAbort {
-    fn from_esr(esr: Esr) -> Self {
+    pub(crate) fn from_esr(esr: Esr) -> Self {
         let iss = esr.view::<ESR_ISS_IABT::Register>();
         Self {
             fnv: iss.is_set(ESR_ISS_IABT::FNV),
@@ -1041,7 +1041,7 @@ pub struct SysReg {
 }
 
 impl SysReg {
-    fn from_esr(esr: Esr) -> Self {
+    pub(crate) fn from_esr(esr: Esr) -> Self {
         let iss = esr.view::<ESR_ISS_SYS64::Register>();
         // Every field is at most 5 bits wide.
         let field = |field| iss.read(field) as u8;
@@ -1099,7 +1099,7 @@ pub struct Wfx {
 }
 
 impl Wfx {
-    fn from_esr(esr: Esr) -> Self {
+    pub(crate) fn from_esr(esr: Esr) -> Self {
         let iss = esr.view::<ESR_ISS_WFX::Register>();
         Self {
             ti: match iss.read_as_enum(ESR_ISS_WFX::TI) {
