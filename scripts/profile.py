@@ -109,6 +109,9 @@ def main():
     p.add_argument("--top", type=int, default=40)
     p.add_argument("--loop", choices=["hvc", "gicd-read", "sgi-self"],
                    help="profile one operation repeated (exitless.loop=OP) instead of the bench")
+    p.add_argument("--where", metavar="TEXT",
+                   help="also list the hottest blocks of the functions whose name contains TEXT, "
+                   "each with its whole inline chain (who inlined it where)")
     a = p.parse_args()
     if not os.path.exists(ELF) or not os.path.exists(gt.GUEST):
         sys.exit("profile.py: run `make` and `make guest` first")
@@ -159,6 +162,19 @@ def main():
     for name, ins in per_fn.most_common(a.top):
         lines.append(f"{ins:>14} {ins / max(exits, 1):>9.1f} {100 * ins / max(total, 1):>5.1f}%  "
                      f"{name}")
+    if a.where:
+        hot = sorted((pc for pc in per_pc if a.where in inner.get(pc, "")),
+                     key=per_pc.get, reverse=True)[:12]
+        lines += ["", f"hottest blocks in functions matching '{a.where}' (innermost first):"]
+        for pc in hot:
+            chain = subprocess.run(
+                ["aarch64-linux-gnu-addr2line", "-f", "-i", "-C", "-e", ELF, f"{pc - LOAD:#x}"],
+                stdout=subprocess.PIPE, text=True, check=True).stdout.splitlines()
+            names = [re.sub(r"::h[0-9a-f]{16}$", "", n) for n in chain[0::2]]
+            places = [os.path.relpath(f, ROOT) if f.startswith(ROOT) else f.split("/")[-1]
+                      for f in chain[1::2]]
+            lines.append(f"  {pc - LOAD:#x}: {per_pc[pc] / max(exits, 1):.1f} per exit: "
+                         + " <- ".join(f"{n} ({w})" for n, w in zip(names, places)))
     text = "\n".join(lines) + "\n"
     out = os.path.join(gt.OUT, "logs", f"profile-{tag}.txt")
     with open(out, "w") as f:
