@@ -100,14 +100,10 @@ def run(gic, timeout):
          gt.native_args(gic, append="exitless.bench", icount=True)),
         ("virtualized", f"bench-virt-gicv{gic}", gt.virt_args(gic, bundle, icount=True)),
     ):
-        ok, log, secs, qout = gt.run_qemu(name, args, timeout, expect="exitless-guest bench done")
-        print(f"bench: GICv{gic} {what}: {'done' if ok else 'FAILED'} in {secs:.1f}s "
-              f"(log: out/logs/{name}.log)", flush=True)
-        if not ok:
-            print(qout.rstrip())
-            print(gt.tail(log))
+        r = run_once(name, args, "exitless-guest bench done", timeout)
+        if r is None:
             return None
-        header, ops = parse(log)
+        header, ops = parse(r[0])
         out[what] = dict(header=header, ops=ops)
     return out
 
@@ -143,8 +139,8 @@ def guest_files():
     return os.path.join(g, "Image"), initramfs
 
 
-def boot_once(name, args, expect, timeout):
-    """One boot; returns (log, host CPU seconds of QEMU and qemu.py) or None if it failed."""
+def run_once(name, args, expect, timeout):
+    """One QEMU run; returns (log, host CPU seconds of QEMU and qemu.py) or None if it failed."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     ok, log, secs, qout = gt.run_qemu(name, args, timeout, expect=expect)
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -189,9 +185,9 @@ def boot(gics, timeout):
     for gic in gics:
         for vcpus in (1, 2):
             tag = f"gicv{gic}-{vcpus}cpu"
-            n = boot_once(f"boot-native-{tag}", native(gic, vcpus, True), "reboot: Power down",
+            n = run_once(f"boot-native-{tag}", native(gic, vcpus, True), "reboot: Power down",
                           timeout)
-            v = boot_once(f"boot-virt-{tag}", virt(gic, vcpus, True),
+            v = run_once(f"boot-virt-{tag}", virt(gic, vcpus, True),
                           "all VMs are off: powering the machine off", timeout)
             if n is None or v is None:
                 return None
@@ -210,9 +206,9 @@ def boot(gics, timeout):
             ))
     # Host CPU time: a 1-vCPU guest natively on a 1-CPU QEMU, and as a 1-vCPU VM of exitless on
     # a 4-CPU QEMU (the 3 CPUs exitless gives no vCPU must cost nothing: they sleep in WFI).
-    n = boot_once("boot-native-cpu-time", native(gics[0], 1, False), "reboot: Power down",
+    n = run_once("boot-native-cpu-time", native(gics[0], 1, False), "reboot: Power down",
                   timeout)
-    v = boot_once("boot-virt-cpu-time", virt(gics[0], 1, False),
+    v = run_once("boot-virt-cpu-time", virt(gics[0], 1, False),
                   "all VMs are off: powering the machine off", timeout)
     if n is None or v is None:
         return None
