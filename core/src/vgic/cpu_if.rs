@@ -133,7 +133,7 @@ impl Vgic {
         let c = &mut self.cpus[vcpu];
         c.outside_active.clear();
         if c.lrs_loaded > 0 {
-            c.lrs[..lr_count].fill(None);
+            c.lrs[..c.lrs_loaded.min(lr_count)].fill(None);
             c.lrs_loaded = 0;
         }
         c.dir_trapped = dir_trapped;
@@ -158,8 +158,8 @@ impl Vgic {
         let lr_count = self.lr_count;
         let mut hcr = hcr::EN;
         let mut used = 0;
-        // The vCPU's own list, emptied by its last fold: refilled in place (no allocation once
-        // it has grown to what this VM needs).
+        // The vCPU's own list, emptied by its last fold: refilled in place, within the room
+        // reserved when the vGIC was built (no allocation).
         let mut outside_active = core::mem::take(&mut self.cpus[vcpu].outside_active);
         outside_active.clear();
         let mut loaded_spi = false;
@@ -212,7 +212,6 @@ impl Vgic {
         }
         let c = &mut self.cpus[vcpu];
         c.dir_trapped = dir_trapped;
-        // Entries at lr_count and beyond are never used.
         if was_loaded > used {
             c.lrs[used..was_loaded.min(lr_count)].fill(None);
         }
