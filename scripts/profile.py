@@ -118,6 +118,7 @@ def main():
     size = os.path.getsize(os.path.join(ROOT, "out", "exitless.bin"))
     end = LOAD + ((size + (2 << 20) - 1) & ~((2 << 20) - 1))
     raw = os.path.join(gt.OUT, "logs", f"profile-gicv{a.gic}.fifo")
+    os.makedirs(os.path.dirname(raw), exist_ok=True)
     if os.path.exists(raw):
         os.remove(raw)
     os.mkfifo(raw)

@@ -162,7 +162,9 @@ pub fn vm_exits(data: &[u8]) {
             match extra >> 5 & 3 {
                 1 => g.inject_hw(v, IntId(27), 27),
                 2 => g.inject_hw(0, IntId(34), 34),
-                3 => g.resample_hw_level(v, IntId(27), extra & 0x10 != 0),
+                3 => {
+                    g.resample_hw_level(v, IntId(27), extra & 0x10 != 0);
+                }
                 _ => {}
             }
             g.drain_checked(&[27, 34], &"vm_exits");

@@ -3,9 +3,9 @@
 //! ```text
 //! loop:  wait (wfe) until the vCPU is powered on (boot, PSCI CPU_ON)
 //!        load: EL2 controls, reset EL1 context, empty virtual CPU interface
-//!        loop:  vGIC flush -> list registers
+//!        loop:  vGIC flush -> list registers (none when nothing changed: VgicSkip)
 //!               enter the guest ........ guest runs, ACK/EOI/DIR/PMR without exits
-//!               list registers -> vGIC fold
+//!               list registers -> vGIC fold (none when nothing was loaded: VgicSkip)
 //!               decode the exit, handle it (vm::machine), apply the outcome
 //!        put:   timers off, linked physical interrupts deactivated
 //! ```
@@ -33,7 +33,7 @@ use exitless_core::vcpu::inject::{self, El1Exception};
 use exitless_core::vcpu::psci::PowerState;
 use exitless_core::vcpu::regs::{ExitInfo, GuestRegs, reset_state};
 use exitless_core::vgic::PhysOp;
-use exitless_core::vgic::cpu_if::CpuIfShadow;
+use exitless_core::vgic::cpu_if::{CpuIfShadow, VgicSkip};
 use exitless_core::vgic::irq::IntId;
 use exitless_core::vgic::its::PhysItsOp;
 use exitless_core::vm::machine::{ExitHw, Outcome, Vm, VmState};
@@ -219,6 +219,7 @@ fn run_vcpu(cpu: usize, rt: &VmRuntime, v: usize, entry: u64, x0: u64) -> RunEnd
     }
     let mut regs = reset_state(entry, x0);
     let mut shadow = CpuIfShadow::default();
+    let mut skip = VgicSkip::new();
     let mut prev_used = 0;
     let mut hw_ops = Hw::new(cpu, rt);
     let timers = (hw().vtimer, hw().ptimer);
@@ -230,17 +231,22 @@ fn run_vcpu(cpu: usize, rt: &VmRuntime, v: usize, entry: u64, x0: u64) -> RunEnd
         if vm.state() != VmState::Running {
             break RunEnd::VmStopping;
         }
-        {
+        // Nobody held the vGIC's lock since this vCPU's last flush, and its exit needed no
+        // fold: that flush's list registers (none) stand (`VgicSkip`).
+        if skip.flush_needed(vm.vgic.version()) {
             let mut vgic = vm.vgic.lock();
             vgic.flush(v, &mut shadow);
             let kicks = vgic.take_kicks();
             let phys_work = vgic.has_phys(v);
+            skip.flushed(&shadow, vgic.release_version());
             drop(vgic);
             kick(cpu, vm, kicks);
             // This vCPU's physical work: only its own CPU may do it (banked PPIs).
             if phys_work {
                 drain_phys(g, vm, v, |_| true);
             }
+        } else {
+            skip.reenter(&mut shadow);
         }
         g.load_lrs(&shadow, lr_count, prev_used);
         prev_used = shadow.used;
@@ -250,15 +256,18 @@ fn run_vcpu(cpu: usize, rt: &VmRuntime, v: usize, entry: u64, x0: u64) -> RunEnd
         // heap counts what it does, and exitless prints the count at power-off).
         heap::exit_path(true);
         g.save_lrs(&mut shadow);
-        {
+        // An exit after an entry that loaded nothing, with no timer interrupt waiting in the
+        // model, needs no fold and takes no lock here (`VgicSkip`).
+        if skip.fold_needed(&shadow) {
             let mut vgic = vm.vgic.lock();
             vgic.fold(v, &shadow);
             // A timer line that dropped before the guest took its interrupt withdraws it.
             let (vt, pt) = arch::vcpu::timer_lines();
-            vgic.resample_hw_level(v, IntId(timers.0), vt);
-            vgic.resample_hw_level(v, IntId(timers.1), pt);
+            let high = vgic.resample_hw_level(v, IntId(timers.0), vt);
+            let high = vgic.resample_hw_level(v, IntId(timers.1), pt) | high;
             let kicks = vgic.take_kicks();
             drop(vgic);
+            skip.folded(&shadow, high);
             kick(cpu, vm, kicks);
         }
         if v == 0 {
@@ -271,7 +280,11 @@ fn run_vcpu(cpu: usize, rt: &VmRuntime, v: usize, entry: u64, x0: u64) -> RunEnd
         let exit = exit::decode(&info, kind);
         match vm.handle_exit(v, &mut regs, exit, &mut hw_ops) {
             Outcome::Resume => {}
-            Outcome::PhysIrq => irq::handle_guest(cpu, rt, v),
+            Outcome::PhysIrq => {
+                // It may have injected a timer's interrupt: resampled from the next exit on.
+                skip.line_raised();
+                irq::handle_guest(cpu, rt, v);
+            }
             Outcome::InjectUndef => inject_undef(&mut regs),
             Outcome::InjectAbort { write } => inject_abort(&mut regs, &info, kind, write),
             Outcome::Wake(target) => kick(cpu, vm, 1 << target),

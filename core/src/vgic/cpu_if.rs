@@ -84,6 +84,93 @@ impl Default for CpuIfShadow {
     }
 }
 
+/// The run loop's note, kept per vCPU without the vGIC lock, of whether an exit needs the vGIC
+/// at all. The common exit (a hypercall, a trapped register, with nothing pending for the
+/// vCPU) then takes the vGIC lock neither after the guest (fold) nor before it (flush):
+///
+/// * [`Vgic::fold`] and the timers' resample ([`Vgic::resample_hw_level`]) change nothing when
+///   flush loaded no list register and left no active interrupt outside them (no LRENPIE:
+///   EOIcount has nothing to replay), the guest's EOImode is the one the last fold recorded,
+///   and no linked level interrupt of the vCPU (a timer) was raised since the last resample
+///   that found the model's level low ([`VgicSkip::fold_needed`]);
+/// * [`Vgic::flush`] computes what it computed last time when the fold was skipped and nobody
+///   held the vGIC's lock since that flush released it (the lock counts its releases,
+///   `util::lock::VersionedMutex`; [`VgicSkip::flush_needed`]). The shell then writes the
+///   ICH_HCR_EL2 value the last flush made ([`VgicSkip::reenter`]).
+///
+/// A skipped fold leaves the vCPU marked running until its next flush: an interrupt queued for
+/// it meanwhile sends a kick (one exit it did not need), never goes unseen (the kick, or the
+/// lock's new version, makes the next entry flush). A host test runs a random sequence with and
+/// without the skips and requires the same list registers at every entry.
+#[derive(Debug, Clone, Copy)]
+pub struct VgicSkip {
+    loaded: bool,
+    eoimode1: bool,
+    lines_high: bool,
+    hcr: u64,
+    version: Option<u64>,
+}
+
+impl VgicSkip {
+    /// A vCPU that starts: its first exit folds (the model's EOImode is not known yet) and its
+    /// first entry flushes.
+    pub const fn new() -> Self {
+        VgicSkip {
+            loaded: true,
+            eoimode1: false,
+            lines_high: false,
+            hcr: 0,
+            version: None,
+        }
+    }
+
+    /// After flush: what it gave the guest, and the version the vGIC's lock has once that
+    /// flush's guard is dropped (`VersionedGuard::release_version`).
+    pub fn flushed(&mut self, shadow: &CpuIfShadow, version: u64) {
+        self.loaded = shadow.used > 0 || shadow.hcr & hcr::LRENPIE != 0;
+        self.hcr = shadow.hcr;
+        self.version = Some(version);
+    }
+
+    /// A linked level interrupt of this vCPU was injected (its timer fired): its level is
+    /// resampled at every exit until the model's level is low again.
+    pub fn line_raised(&mut self) {
+        self.lines_high = true;
+    }
+
+    /// True if the exit whose state `shadow` holds (read back from the hardware) must fold and
+    /// resample.
+    pub fn fold_needed(&self, shadow: &CpuIfShadow) -> bool {
+        self.loaded || self.lines_high || shadow.eoimode1 != self.eoimode1
+    }
+
+    /// After fold and resample: the EOImode the fold recorded, and whether a linked level
+    /// interrupt is still high in the model (what [`Vgic::resample_hw_level`] returned).
+    pub fn folded(&mut self, shadow: &CpuIfShadow, lines_high: bool) {
+        self.eoimode1 = shadow.eoimode1;
+        self.lines_high = lines_high;
+    }
+
+    /// True if the next entry must flush: the vGIC's lock has moved on since the last flush
+    /// (`version` is its version now). A fold takes the lock, so an exit that folded always
+    /// flushes.
+    pub fn flush_needed(&self, version: u64) -> bool {
+        self.version != Some(version)
+    }
+
+    /// An entry without flush: the list registers stay empty (the shadow's are zero since the
+    /// last flush used none) and ICH_HCR_EL2 gets what that flush wrote.
+    pub fn reenter(&self, shadow: &mut CpuIfShadow) {
+        shadow.hcr = self.hcr;
+    }
+}
+
+impl Default for VgicSkip {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Candidate {
     id: IntId,

@@ -687,18 +687,22 @@ impl Vgic {
     /// deactivated so that it can fire again (KVM `vgic_v3_fold_lr_state`: "If this causes us
     /// to lower the level, we have to also clear the physical active state"). Without this a
     /// guest that masks its timer before taking the interrupt (or while the PPI is disabled)
-    /// keeps seeing it pending.
-    pub fn resample_hw_level(&mut self, vcpu: VcpuId, id: IntId, level: bool) {
-        let stale = self.irq(vcpu, id).is_some_and(|i| {
-            !level
-                && i.hw.is_some()
-                && i.trigger == Trigger::Level
-                && i.line_level
-                && !i.active
-                && i.resident.is_none()
-        });
+    /// keeps seeing it pending. Returns the model's level afterwards (the run loop resamples
+    /// again at the next exit only while it is high, `cpu_if::FoldSkip`).
+    pub fn resample_hw_level(&mut self, vcpu: VcpuId, id: IntId, level: bool) -> bool {
+        let Some(i) = self.irq(vcpu, id) else {
+            return false;
+        };
+        if !i.line_level {
+            return false;
+        }
+        let stale = !level
+            && i.hw.is_some()
+            && i.trigger == Trigger::Level
+            && !i.active
+            && i.resident.is_none();
         if !stale {
-            return;
+            return true;
         }
         let mut phys = None;
         self.update(vcpu, id, |i| {
@@ -708,6 +712,7 @@ impl Vgic {
         if let Some(p) = phys {
             self.phys_op(vcpu, PhysOp::Deactivate(p));
         }
+        false
     }
 
     /// Makes SGI `sgi` pending on each vCPU in `targets` (bit n = vCPU n), from vCPU `source`.

@@ -35,7 +35,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
-use crate::util::lock::Mutex;
+use crate::util::lock::{Mutex, VersionedMutex};
 
 use super::config::VmConfig;
 use super::layout::VmLayout;
@@ -341,8 +341,10 @@ pub struct Vm {
     pub config: VmConfig,
     /// Its guest-physical memory map.
     pub layout: VmLayout,
-    /// The virtual GIC.
-    pub vgic: Mutex<Vgic>,
+    /// The virtual GIC. Its lock counts its releases: a vCPU whose exit changed nothing
+    /// enters again without taking it when nobody held it since its last flush (the run loop,
+    /// `vgic::cpu_if::FoldSkip`).
+    pub vgic: VersionedMutex<Vgic>,
     /// The virtual UART.
     pub uart: Mutex<Pl011>,
     /// Console input waiting for room in the UART's receive FIFO.
@@ -530,7 +532,7 @@ impl Vm {
             id,
             config,
             layout,
-            vgic: Mutex::new(vgic),
+            vgic: VersionedMutex::new(vgic),
             uart: Mutex::new(Pl011::new()),
             console_in: Mutex::new(VecDeque::with_capacity(CONSOLE_INPUT_QUEUE)),
             bus,

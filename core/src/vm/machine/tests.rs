@@ -719,7 +719,9 @@ fn hostile_run(gic: &str, vcpus: usize, fmt: crate::vgic::lr::LrFormat, seed: u6
                 0 => g.inject_hw(v, IntId(27), 27),
                 1 => g.inject_hw(v, IntId(30), 30),
                 2 => g.inject_hw(0, IntId(34), 34),
-                3 => g.resample_hw_level(v, IntId(27), rng.below(2) == 0),
+                3 => {
+                    g.resample_hw_level(v, IntId(27), rng.below(2) == 0);
+                }
                 4 => g.set_pending(v, IntId(rng.below(64) as u32), true),
                 5 => g.send_sgi(v, rng.below(16) as u32, rng.below(1 << vcpus), true),
                 _ => {}
