@@ -262,9 +262,11 @@ fn run_vcpu(cpu: usize, rt: &VmRuntime, v: usize, entry: u64, x0: u64) -> RunEnd
             let mut vgic = vm.vgic.lock();
             vgic.fold(v, &shadow);
             // A timer line that dropped before the guest took its interrupt withdraws it.
-            let (vt, pt) = arch::vcpu::timer_lines();
-            let high = vgic.resample_hw_level(v, IntId(timers.0), vt);
-            let high = vgic.resample_hw_level(v, IntId(timers.1), pt) | high;
+            let high = skip.resample_needed() && {
+                let (vt, pt) = arch::vcpu::timer_lines();
+                let high = vgic.resample_hw_level(v, IntId(timers.0), vt);
+                vgic.resample_hw_level(v, IntId(timers.1), pt) | high
+            };
             let kicks = vgic.take_kicks();
             drop(vgic);
             skip.folded(&shadow, high);

@@ -144,6 +144,12 @@ impl VgicSkip {
         self.loaded || self.lines_high || shadow.eoimode1 != self.eoimode1
     }
 
+    /// True if the timers' lines must be resampled at this exit: a linked level interrupt may
+    /// be high in the model (a fold alone, for list registers, does not need it).
+    pub fn resample_needed(&self) -> bool {
+        self.lines_high
+    }
+
     /// After fold and resample: the EOImode the fold recorded, and whether a linked level
     /// interrupt is still high in the model (what [`Vgic::resample_hw_level`] returned).
     pub fn folded(&mut self, shadow: &CpuIfShadow, lines_high: bool) {
@@ -244,47 +250,47 @@ impl Vgic {
         cands.sort_unstable_by_key(|c| (!c.takeable(), c.priority, c.id.0));
         let lr_count = self.lr_count;
         let mut hcr = hcr::EN;
-        let mut used = 0;
-        // The vCPU's own list, emptied by its last fold: refilled in place, within the room
-        // reserved when the vGIC was built (no allocation).
-        let mut outside_active = core::mem::take(&mut self.cpus[vcpu].outside_active);
-        outside_active.clear();
+        let loaded = cands.len().min(lr_count);
         let mut loaded_spi = false;
-        for (n, c) in cands.iter().enumerate() {
-            if n >= lr_count {
-                // NPIE only for one the guest could take once the LRs' pending ones are taken.
-                // An active-and-pending one left out waits for its deactivation (LRENPIE below);
-                // with NPIE for it, LRs holding only active interrupts would assert NP at once
-                // and for ever, and the vCPU would never run again (found by the hostile guest).
-                if c.takeable() {
-                    hcr |= hcr::NPIE;
-                }
-                if c.active {
-                    outside_active.push(c.id);
-                }
-                continue;
-            }
+        for (used, c) in cands[..loaded].iter().enumerate() {
             loaded_spi |= c.id.is_spi();
             let entry = self.load(vcpu, c.id);
             shadow.lrs[used] = fmt.encode(&entry);
             self.cpus[vcpu].lrs[used] = Some(entry);
-            used += 1;
         }
+        let used = loaded;
+        // The ones left out. The vCPU's outside-active list, emptied by its last fold, is
+        // refilled in place, within the room reserved when the vGIC was built (no allocation).
+        let c = &mut self.cpus[vcpu];
+        c.outside_active.clear();
         if cands.len() > lr_count {
             hcr |= hcr::UIE;
-            self.cpus[vcpu].stats.lr_overflows += 1;
+            c.stats.lr_overflows += 1;
+            for left in &cands[lr_count..] {
+                // NPIE only for one the guest could take once the LRs' pending ones are
+                // taken. An active-and-pending one left out waits for its deactivation
+                // (LRENPIE below); with NPIE for it, LRs holding only active interrupts would
+                // assert NP at once and for ever, and the vCPU would never run again (found by
+                // the hostile guest).
+                if left.takeable() {
+                    hcr |= hcr::NPIE;
+                }
+                if left.active {
+                    c.outside_active.push(left.id);
+                }
+            }
         }
+        let outside = !c.outside_active.is_empty();
         self.scratch = cands;
-        if !outside_active.is_empty() {
+        if outside {
             hcr |= hcr::LRENPIE;
         }
         // Rule 6. A vGICv2's DIR page always traps; a vGICv3's DIR traps while the guest's
         // EOImode=1 deactivation could miss the LRs: an active interrupt waits outside them,
         // or an SPI is in flight on another vCPU.
         let v3 = self.version == crate::platform::GicVersion::V3;
-        let dir_trapped = !v3
-            || (self.cpus[vcpu].eoimode1
-                && (!outside_active.is_empty() || self.spi_in_flight_elsewhere(vcpu)));
+        let dir_trapped =
+            !v3 || (self.cpus[vcpu].eoimode1 && (outside || self.spi_in_flight_elsewhere(vcpu)));
         if v3 && dir_trapped {
             hcr |= hcr::TDIR;
         }
@@ -303,7 +309,6 @@ impl Vgic {
             c.lrs[used..was_loaded.min(lr_count)].fill(None);
         }
         c.lrs_loaded = used;
-        c.outside_active = outside_active;
         c.stats.lr_loads += used as u64;
         c.running = true;
         if was_used > used {
@@ -329,7 +334,7 @@ impl Vgic {
                     self.cpus[vcpu].unqueue(id);
                     continue;
                 };
-                if self.target(vcpu, id) != Some(vcpu) {
+                if self.target_of(vcpu, id, irq) != Some(vcpu) {
                     self.cpus[vcpu].unqueue(id);
                     continue;
                 }

@@ -326,7 +326,11 @@ impl Vgic {
 
     /// The vCPU whose affinity is `aff` (GICD_IROUTER layout).
     pub fn vcpu_of_affinity(&self, aff: u64) -> Option<VcpuId> {
-        self.cpus.iter().position(|c| c.affinity == aff)
+        // vCPU n has affinity n (`Vgic::new`): one comparison, the search only if that changes.
+        match usize::try_from(aff).ok().and_then(|n| self.cpus.get(n)) {
+            Some(c) if c.affinity == aff => usize::try_from(aff).ok(),
+            _ => self.cpus.iter().position(|c| c.affinity == aff),
+        }
     }
 
     /// An interrupt's state as the vCPU `vcpu` sees it (private interrupts are banked).
@@ -356,7 +360,12 @@ impl Vgic {
 
     /// The vCPU that must see interrupt `id` (banked for `vcpu`), per the oracle.
     pub fn target(&self, vcpu: VcpuId, id: IntId) -> Option<VcpuId> {
-        let irq = self.irq(vcpu, id)?;
+        self.target_of(vcpu, id, self.irq(vcpu, id)?)
+    }
+
+    /// [`Vgic::target`] of interrupt `id` whose state the caller already looked up.
+    #[inline]
+    fn target_of(&self, vcpu: VcpuId, id: IntId, irq: &IrqState) -> Option<VcpuId> {
         if id.is_lpi() {
             // An active LPI stays with the vCPU that acknowledged it; a pending one goes where
             // its collection points, if that redistributor's LPIs are on.
@@ -389,13 +398,14 @@ impl Vgic {
     /// Re-evaluates where interrupt `id` should go after a change, queues it there and, if
     /// that vCPU (or the one holding it in an LR) is running, asks for a kick. Returns where.
     fn requeue(&mut self, vcpu: VcpuId, id: IntId) -> Option<VcpuId> {
-        let resident = self.irq(vcpu, id).and_then(|i| i.resident);
+        let irq = self.irq(vcpu, id)?;
+        let resident = irq.resident;
+        let target = self.target_of(vcpu, id, irq);
         if let Some(r) = resident
             && self.cpus.get(r).is_some_and(|c| c.running)
         {
             self.kicks |= 1 << r;
         }
-        let target = self.target(vcpu, id);
         if let Some(t) = target {
             let c = &mut self.cpus[t];
             // LPIs are not in the queue bitmap: every flush looks at the ITS's LPIs.
