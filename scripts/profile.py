@@ -107,7 +107,7 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--gic", type=int, default=3)
     p.add_argument("--top", type=int, default=40)
-    p.add_argument("--loop", choices=["hvc", "gicd-read", "sgi-self"],
+    p.add_argument("--loop", choices=["hvc", "gicd-read", "sgi-self", "vtimer"],
                    help="profile one operation repeated (exitless.loop=OP) instead of the bench")
     p.add_argument("--where", metavar="TEXT",
                    help="also list the hottest blocks of the functions whose name contains TEXT, "

@@ -41,9 +41,9 @@ fn write_counters(vm: &Vm, out: &mut fmt::Formatter<'_>) -> fmt::Result {
     let mut ack_eoi_exits = 0;
     for (n, slot) in vm.vcpus.iter().enumerate() {
         let s = slot.stats.lock().clone();
-        write!(out, "vCPU {n}: {} exits:", s.total())?;
+        write!(out, "vCPU {n}: {} exits:", slot.exits.total())?;
         for r in ExitReason::ALL {
-            let c = s.count(r);
+            let c = slot.exits.count(r);
             if c > 0 {
                 write!(out, " {} {c}", r.name())?;
             }

@@ -184,11 +184,51 @@ pub enum InjectKind {
 /// The most system-register encodings a vCPU's trap counters keep by name.
 pub const MAX_SYSREG_KEYS: usize = 64;
 
-/// Per-vCPU counters.
+/// A vCPU's exits by reason, indexed like [`ExitReason::ALL`], counted without a lock (every
+/// exit counts one): only the vCPU's own CPU adds, with a load and a store (no atomic
+/// read-modify-write); anybody reads.
+#[derive(Debug)]
+pub struct ExitCounts([AtomicU64; ExitReason::ALL.len()]);
+
+impl ExitCounts {
+    /// All zero.
+    pub const fn new() -> Self {
+        ExitCounts([const { AtomicU64::new(0) }; ExitReason::ALL.len()])
+    }
+
+    /// One more exit of reason `r` (the vCPU's own CPU only).
+    #[inline]
+    pub fn add(&self, r: ExitReason) {
+        let c = &self.0[r as usize];
+        c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+    }
+
+    /// Exits of one reason.
+    pub fn count(&self, r: ExitReason) -> u64 {
+        self.0[r as usize].load(Ordering::Relaxed)
+    }
+
+    /// Exits of the reason of index `index` in [`ExitReason::ALL`], if there is one.
+    pub fn by_index(&self, index: u64) -> Option<u64> {
+        let c = self.0.get(usize::try_from(index).ok()?)?;
+        Some(c.load(Ordering::Relaxed))
+    }
+
+    /// Total exits.
+    pub fn total(&self) -> u64 {
+        self.0.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+}
+
+impl Default for ExitCounts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Per-vCPU counters besides the exits.
 #[derive(Debug, Clone, Default)]
 pub struct VcpuStats {
-    /// Exits by reason, indexed like [`ExitReason::ALL`].
-    pub exits: [u64; ExitReason::ALL.len()],
     /// Trapped system registers by encoding, for the first [`MAX_SYSREG_KEYS`] encodings seen;
     /// traps of encodings beyond those are counted in its `other` (a guest that walks the
     /// IMPLEMENTATION DEFINED space, thousands of encodings, does not grow anything).
@@ -197,18 +237,6 @@ pub struct VcpuStats {
     pub maintenance: u64,
     /// Kicks (physical SGIs) received.
     pub kicks: u64,
-}
-
-impl VcpuStats {
-    /// Total exits.
-    pub fn total(&self) -> u64 {
-        self.exits.iter().sum()
-    }
-
-    /// Exits of one reason.
-    pub fn count(&self, r: ExitReason) -> u64 {
-        self.exits[r as usize]
-    }
 }
 
 /// Keys the MMIO counter table keeps.
@@ -316,7 +344,9 @@ pub struct VcpuSlot {
     pub power: Mutex<VcpuPower>,
     /// The physical CPU (logical number) this vCPU is pinned to.
     pub pcpu: usize,
-    /// Counters.
+    /// Exits by reason.
+    pub exits: ExitCounts,
+    /// The other counters.
     pub stats: Mutex<VcpuStats>,
 }
 
@@ -522,6 +552,7 @@ impl Vm {
                     boot: (n == 0).then_some(boot),
                 }),
                 pcpu: host.first_pcpu + n,
+                exits: ExitCounts::new(),
                 stats: Mutex::new(VcpuStats::default()),
             })
             .collect();
@@ -633,11 +664,10 @@ impl Vm {
         hw: &mut impl ExitHw,
     ) -> Outcome {
         if let Some(slot) = self.vcpus.get(vcpu) {
-            let mut s = slot.stats.lock();
             // The declaration order is the counter order (ALL; a host test checks it).
-            s.exits[ExitReason::of(&exit) as usize] += 1;
+            slot.exits.add(ExitReason::of(&exit));
             if let Exit::SysReg { id, .. } = exit {
-                s.sysregs.add(id);
+                slot.stats.lock().sysregs.add(id);
             }
         }
         match exit {
@@ -881,17 +911,10 @@ impl Vm {
         if function == psci::HYP_GET_EXIT_COUNTERS {
             // x1 = reason index: returns that counter of the calling vCPU in x1 (x0 = 0), or the
             // total when x1 is u64::MAX; unknown index: NOT_SUPPORTED.
-            // Read under the lock, without copying the stats (an HVC allocates nothing).
             let which = regs.x[1];
             let v = match self.vcpus.get(vcpu) {
-                Some(slot) => {
-                    let s = slot.stats.lock();
-                    if which == u64::MAX {
-                        Some(s.total())
-                    } else {
-                        s.exits.get(which as usize).copied()
-                    }
-                }
+                Some(slot) if which == u64::MAX => Some(slot.exits.total()),
+                Some(slot) => slot.exits.by_index(which),
                 None => (which == u64::MAX || which < ExitReason::ALL.len() as u64).then_some(0),
             };
             return match v {

@@ -104,6 +104,8 @@ pub enum LoopOp {
     GicdRead,
     /// An SGI to self, sent and taken.
     SgiSelf,
+    /// The virtual timer programmed to fire at once, and taken.
+    Vtimer,
 }
 
 /// How many times [`repeat`] does its operation.
@@ -115,6 +117,7 @@ impl LoopOp {
             "hvc" => Some(LoopOp::Hvc),
             "gicd-read" => Some(LoopOp::GicdRead),
             "sgi-self" => Some(LoopOp::SgiSelf),
+            "vtimer" => Some(LoopOp::Vtimer),
             _ => None,
         }
     }
@@ -123,9 +126,17 @@ impl LoopOp {
 /// Does `op` [`LOOP_COUNT`] times and says so.
 pub fn repeat(op: LoopOp) {
     let g = gic();
-    if let LoopOp::SgiSelf = op {
-        g.enable(0, 1);
-        hw::irq_enable();
+    match op {
+        LoopOp::SgiSelf => {
+            g.enable(0, 1);
+            hw::irq_enable();
+        }
+        LoopOp::Vtimer => {
+            g.set_priority(0, platform().vtimer, 0x80);
+            g.enable(0, platform().vtimer);
+            hw::irq_enable();
+        }
+        _ => {}
     }
     for _ in 0..LOOP_COUNT {
         match op {
@@ -138,6 +149,12 @@ pub fn repeat(op: LoopOp) {
             LoopOp::SgiSelf => {
                 let n0 = CPUS[0].count.load(SeqCst);
                 g.sgi(1, Target::Cpus(1));
+                while CPUS[0].count.load(SeqCst) == n0 {}
+            }
+            LoopOp::Vtimer => {
+                let n0 = CPUS[0].count.load(SeqCst);
+                msr!("cntv_cval_el0", hw::now());
+                msr!("cntv_ctl_el0", 1);
                 while CPUS[0].count.load(SeqCst) == n0 {}
             }
         }
