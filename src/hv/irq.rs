@@ -30,9 +30,11 @@ fn classify(id: u32) -> PhysIrq {
     }
 }
 
-/// Takes every pending physical interrupt after an IRQ exit of vCPU `v` of `rt`.
-pub fn handle_guest(cpu: usize, rt: &VmRuntime, v: usize) {
-    let Some(g) = gic::get() else { return };
+/// Takes every pending physical interrupt after an IRQ exit of vCPU `v` of `rt`. Returns the
+/// timers whose interrupt it injected (bit 0 the virtual timer, bit 1 the physical one).
+pub fn handle_guest(cpu: usize, rt: &VmRuntime, v: usize) -> u32 {
+    let mut timers = 0;
+    let Some(g) = gic::get() else { return timers };
     while let Some(id) = g.ack() {
         g.eoi(id);
         // An LPI has no active state: the priority drop is all its completion needs.
@@ -42,7 +44,10 @@ pub fn handle_guest(cpu: usize, rt: &VmRuntime, v: usize) {
         }
         let kind = classify(id);
         match kind {
-            PhysIrq::Timer => policy::inject_timer(&rt.vm, v, id),
+            PhysIrq::Timer => {
+                policy::inject_timer(&rt.vm, v, id);
+                timers |= if id == hw().vtimer { 1 } else { 2 };
+            }
             PhysIrq::Passthrough { vm } => forward_passthrough(cpu, vm, id),
             PhysIrq::Kick => rt.vm.vcpus[v].stats.lock().kicks += 1,
             PhysIrq::Maintenance => rt.vm.vcpus[v].stats.lock().maintenance += 1,
@@ -58,6 +63,7 @@ pub fn handle_guest(cpu: usize, rt: &VmRuntime, v: usize) {
     if cpu == 0 && hw().uart.is_none() {
         console::input(cpu);
     }
+    timers
 }
 
 /// A physical LPI of a device a VM owns: an event of that VM's ITS (one exit per MSI when it

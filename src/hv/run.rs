@@ -262,11 +262,16 @@ fn run_vcpu(cpu: usize, rt: &VmRuntime, v: usize, entry: u64, x0: u64) -> RunEnd
             let mut vgic = vm.vgic.lock();
             vgic.fold(v, &shadow);
             // A timer line that dropped before the guest took its interrupt withdraws it.
-            let high = skip.resample_needed() && {
+            let lines = skip.lines_to_resample();
+            let mut high = 0;
+            if lines != 0 {
                 let (vt, pt) = arch::vcpu::timer_lines();
-                let high = vgic.resample_hw_level(v, IntId(timers.0), vt);
-                vgic.resample_hw_level(v, IntId(timers.1), pt) | high
-            };
+                for (n, (id, level)) in [(timers.0, vt), (timers.1, pt)].into_iter().enumerate() {
+                    if lines & 1 << n != 0 && vgic.resample_hw_level(v, IntId(id), level) {
+                        high |= 1 << n;
+                    }
+                }
+            }
             let kicks = vgic.take_kicks();
             drop(vgic);
             skip.folded(&shadow, high);
@@ -283,9 +288,13 @@ fn run_vcpu(cpu: usize, rt: &VmRuntime, v: usize, entry: u64, x0: u64) -> RunEnd
         match vm.handle_exit(v, &mut regs, exit, &mut hw_ops) {
             Outcome::Resume => {}
             Outcome::PhysIrq => {
-                // It may have injected a timer's interrupt: resampled from the next exit on.
-                skip.line_raised();
-                irq::handle_guest(cpu, rt, v);
+                // A timer's interrupt it injects is resampled from the next exit on.
+                let raised = irq::handle_guest(cpu, rt, v);
+                for line in [0, 1] {
+                    if raised & 1 << line != 0 {
+                        skip.line_raised(line);
+                    }
+                }
             }
             Outcome::InjectUndef => inject_undef(&mut regs),
             Outcome::InjectAbort { write } => inject_abort(&mut regs, &info, kind, write),

@@ -106,7 +106,7 @@ impl Default for CpuIfShadow {
 pub struct VgicSkip {
     loaded: bool,
     eoimode1: bool,
-    lines_high: bool,
+    lines_high: u8,
     hcr: u64,
     version: Option<u64>,
 }
@@ -118,7 +118,7 @@ impl VgicSkip {
         VgicSkip {
             loaded: true,
             eoimode1: false,
-            lines_high: false,
+            lines_high: 0,
             hcr: 0,
             version: None,
         }
@@ -132,27 +132,28 @@ impl VgicSkip {
         self.version = Some(version);
     }
 
-    /// A linked level interrupt of this vCPU was injected (its timer fired): its level is
-    /// resampled at every exit until the model's level is low again.
-    pub fn line_raised(&mut self) {
-        self.lines_high = true;
+    /// Linked level interrupt `line` of this vCPU (the run loop's numbering: 0 the virtual
+    /// timer, 1 the physical one; at most 8) was injected: its level is resampled at every exit
+    /// until the model's level is low again.
+    pub fn line_raised(&mut self, line: u32) {
+        self.lines_high |= 1u8.checked_shl(line).unwrap_or(0);
     }
 
     /// True if the exit whose state `shadow` holds (read back from the hardware) must fold and
     /// resample.
     pub fn fold_needed(&self, shadow: &CpuIfShadow) -> bool {
-        self.loaded || self.lines_high || shadow.eoimode1 != self.eoimode1
+        self.loaded || self.lines_high != 0 || shadow.eoimode1 != self.eoimode1
     }
 
-    /// True if the timers' lines must be resampled at this exit: a linked level interrupt may
-    /// be high in the model (a fold alone, for list registers, does not need it).
-    pub fn resample_needed(&self) -> bool {
+    /// The lines to resample at this exit (bit n = line n): those that may be high in the
+    /// model (a fold alone, for list registers, needs none).
+    pub fn lines_to_resample(&self) -> u8 {
         self.lines_high
     }
 
-    /// After fold and resample: the EOImode the fold recorded, and whether a linked level
-    /// interrupt is still high in the model (what [`Vgic::resample_hw_level`] returned).
-    pub fn folded(&mut self, shadow: &CpuIfShadow, lines_high: bool) {
+    /// After fold and resample: the EOImode the fold recorded, and the lines still high in the
+    /// model (bit n: what [`Vgic::resample_hw_level`] returned for line n).
+    pub fn folded(&mut self, shadow: &CpuIfShadow, lines_high: u8) {
         self.eoimode1 = shadow.eoimode1;
         self.lines_high = lines_high;
     }
@@ -254,7 +255,7 @@ impl Vgic {
         let mut loaded_spi = false;
         for (used, c) in cands[..loaded].iter().enumerate() {
             loaded_spi |= c.id.is_spi();
-            let entry = self.load(vcpu, c.id);
+            let entry = self.load(vcpu, c.id, c.pending);
             shadow.lrs[used] = fmt.encode(&entry);
             self.cpus[vcpu].lrs[used] = Some(entry);
         }
@@ -334,11 +335,18 @@ impl Vgic {
                     self.cpus[vcpu].unqueue(id);
                     continue;
                 };
-                if self.target_of(vcpu, id, irq) != Some(vcpu) {
+                let pending = irq.wants_delivery(self.enable_grp0, self.enable_grp1);
+                // The oracle, with the pending state just computed for a private interrupt
+                // (`Vgic::target_of`: a candidate of its own vCPU).
+                let mine = if id.is_private() {
+                    irq.active || pending
+                } else {
+                    self.target_of(vcpu, id, irq) == Some(vcpu)
+                };
+                if !mine {
                     self.cpus[vcpu].unqueue(id);
                     continue;
                 }
-                let pending = irq.wants_delivery(self.enable_grp0, self.enable_grp1);
                 out.push(Candidate {
                     id,
                     priority: irq.priority,
@@ -364,15 +372,16 @@ impl Vgic {
     }
 
     /// Builds the LR for one candidate and moves its pending state into it (rule 2, rule 5).
-    fn load(&mut self, vcpu: VcpuId, id: IntId) -> LrEntry {
-        let (grp0, grp1) = (self.enable_grp0, self.enable_grp1);
+    /// `deliverable` is the candidate's pending state (`IrqState::wants_delivery`, computed by
+    /// the scan under the same lock).
+    fn load(&mut self, vcpu: VcpuId, id: IntId, deliverable: bool) -> LrEntry {
         let irq = self.irq_mut(vcpu, id).expect("candidates exist");
         // A linked interrupt's pending state is kept by the physical GIC: while the virtual one
         // is active it goes into the LR active only, never active and pending (KVM
         // `vgic_v3_populate_lr`). An active-and-pending HW LR would be taken again after the
         // guest's EOI has already deactivated the physical interrupt, and its model level would
         // never drop: the guest would see the interrupt for ever (found by the hostile guest).
-        let pending = irq.wants_delivery(grp0, grp1) && !(irq.hw.is_some() && irq.active);
+        let pending = deliverable && !(irq.hw.is_some() && irq.active);
         let mut source = 0;
         let mut eoi_maintenance = false;
         if pending {

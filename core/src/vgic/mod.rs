@@ -363,9 +363,22 @@ impl Vgic {
         self.target_of(vcpu, id, self.irq(vcpu, id)?)
     }
 
-    /// [`Vgic::target`] of interrupt `id` whose state the caller already looked up.
-    #[inline]
+    /// [`Vgic::target`] of interrupt `id` whose state the caller already looked up. A private
+    /// interrupt (the timers, SGIs: most of what an exit delivers) is decided here, inline; an
+    /// SPI or LPI asks the routing ([`Vgic::shared_target`]).
+    #[inline(always)]
     fn target_of(&self, vcpu: VcpuId, id: IntId, irq: &IrqState) -> Option<VcpuId> {
+        if id.is_private() {
+            return irq
+                .is_candidate(self.enable_grp0, self.enable_grp1)
+                .then_some(vcpu);
+        }
+        self.shared_target(id, irq)
+    }
+
+    /// [`Vgic::target_of`] an SPI or LPI.
+    #[inline(never)]
+    fn shared_target(&self, id: IntId, irq: &IrqState) -> Option<VcpuId> {
         if id.is_lpi() {
             // An active LPI stays with the vCPU that acknowledged it; a pending one goes where
             // its collection points, if that redistributor's LPIs are on.
@@ -377,11 +390,6 @@ impl Vgic {
                 .wants_delivery(self.enable_grp0, self.enable_grp1)
                 .then(|| its.lpi(id.0).and_then(|l| its.target_of(l)))
                 .flatten();
-        }
-        if id.is_private() {
-            return irq
-                .is_candidate(self.enable_grp0, self.enable_grp1)
-                .then_some(vcpu);
         }
         // IRM=1 ("1 of N"): exitless picks vCPU 0, one of the participating PEs the
         // architecture lets it choose.

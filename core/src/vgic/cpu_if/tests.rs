@@ -978,10 +978,14 @@ fn vgic_skips_change_nothing_the_guest_sees() {
         always.resample_hw_level(v, IntId(30), lines[1]);
         if skip[v].fold_needed(&back) {
             skipping.fold(v, &back);
-            let high = skip[v].resample_needed() && {
-                let a = skipping.resample_hw_level(v, IntId(27), lines[0]);
-                skipping.resample_hw_level(v, IntId(30), lines[1]) | a
-            };
+            let mut high = 0;
+            for (n, id) in [27, 30].into_iter().enumerate() {
+                if skip[v].lines_to_resample() & 1 << n != 0
+                    && skipping.resample_hw_level(v, IntId(id), lines[n])
+                {
+                    high |= 1 << n;
+                }
+            }
             version += 1;
             skip[v].folded(&back, high);
         } else {
@@ -990,10 +994,11 @@ fn vgic_skips_change_nothing_the_guest_sees() {
         // What the exit's handler and the physical interrupts do, now and then.
         let touched = match below(24) {
             0 => {
-                let id = [27, 30][below(2) as usize];
+                let line = below(2) as u32;
+                let id = [27, 30][line as usize];
                 always.inject_hw(v, IntId(id), id);
                 skipping.inject_hw(v, IntId(id), id);
-                skip[v].line_raised();
+                skip[v].line_raised(line);
                 true
             }
             1 => {
