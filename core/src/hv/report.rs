@@ -61,10 +61,11 @@ fn write_counters(vm: &Vm, out: &mut fmt::Formatter<'_>) -> fmt::Result {
                 c.lr_loads, c.lr_overflows, c.eoicount_deactivations
             )?;
         }
-        if !s.sysregs.is_empty() || s.sysregs.other != 0 {
+        let sysregs = &slot.sysregs;
+        if !sysregs.is_empty() || sysregs.other() != 0 {
             let is_id = |id: &SysRegId| id.op0() == 3 && id.op1() == 0 && id.crn() == 0;
             let mut regs: heapless::Vec<(SysRegId, u64), MAX_SYSREG_KEYS> =
-                s.sysregs.iter().collect();
+                sysregs.iter().collect();
             regs.sort_unstable_by_key(|(id, _)| id.raw());
             let ids: u64 = regs
                 .iter()
@@ -75,14 +76,14 @@ fn write_counters(vm: &Vm, out: &mut fmt::Formatter<'_>) -> fmt::Result {
             for (id, c) in regs.iter().filter(|(id, _)| !is_id(id)) {
                 write!(out, ", {id} {c}")?;
             }
-            if s.sysregs.other != 0 {
-                write!(out, ", other encodings {}", s.sysregs.other)?;
+            if sysregs.other() != 0 {
+                write!(out, ", other encodings {}", sysregs.other())?;
             }
             writeln!(out)?;
         }
         ack_eoi_exits += ACK_EOI_REGS
             .iter()
-            .map(|(_, id)| s.sysregs.get(*id))
+            .map(|(_, id)| sysregs.get(*id))
             .sum::<u64>();
     }
     let (mmio, other) = {

@@ -523,10 +523,10 @@ fn the_counters_report_names_the_vm_and_counts_each_vcpus_exits_by_reason() {
 fn acknowledge_and_completion_exits_count_trapped_icc_registers_and_gicc_mmio() {
     let vm = vm();
     let dir = report::ACK_EOI_REGS[4].1;
-    vm.vcpus[0].stats.lock().sysregs.add_n(dir, 3);
+    vm.vcpus[0].sysregs.add_n(dir, 3);
     // An ID register trap is not an acknowledge or completion.
     let id_aa64pfr0 = crate::trap::esr::SysRegId::new(3, 0, 0, 4, 0);
-    vm.vcpus[1].stats.lock().sysregs.add_n(id_aa64pfr0, 5);
+    vm.vcpus[1].sysregs.add_n(id_aa64pfr0, 5);
     use crate::vm::machine::MmioKey;
     vm.stats.mmio.lock().add_n(MmioKey("GICC", "GICC_EOIR"), 2);
     vm.stats

@@ -187,7 +187,8 @@ impl Esr {
     }
 
     /// The raw 6-bit EC field.
-    fn ec_code(self) -> u8 {
+    #[inline]
+    pub fn ec_code(self) -> u8 {
         // EC is 6 bits wide, so the value always fits.
         self.view::<ESR_ELx::Register>().read(ESR_ELx::EC) as u8
     }
@@ -922,6 +923,11 @@ impl SysRegId {
     /// The packed 16-bit value.
     pub const fn raw(self) -> u16 {
         self.0
+    }
+
+    /// The register whose packed encoding [`SysRegId::raw`] returned.
+    pub const fn from_raw(raw: u16) -> Self {
+        SysRegId(raw)
     }
 
     fn field(self, field: Field<u16, SYSREG_ID::Register>) -> u8 {

@@ -297,26 +297,33 @@ pub fn decode(info: &ExitInfo, kind: ExitKind) -> Exit {
 }
 
 fn decode_sync(info: &ExitInfo) -> Exit {
+    /// The classes an exit decodes, as EC values (matched on the raw field: no
+    /// `ExceptionClass` built first).
+    const DATA_ABORT: u8 = ExceptionClass::DataAbortLower.code();
+    const INSTR_ABORT: u8 = ExceptionClass::InstrAbortLower.code();
+    const HVC64: u8 = ExceptionClass::Hvc64.code();
+    const SMC64: u8 = ExceptionClass::Smc64.code();
+    const SYSREG: u8 = ExceptionClass::SysReg.code();
+    const WFX: u8 = ExceptionClass::Wfx.code();
     let esr = Esr::new(info.esr);
-    let ec = esr.ec();
     // From the class straight to the one ISS form it needs, as `Esr::decode` reads them (no
     // `Iss` built and matched again: a hypercall's exit is a third cheaper; host test
     // `the_class_dispatch_decodes_as_the_full_iss_decode`).
-    match ec {
-        ExceptionClass::DataAbortLower => data_abort(info, &DataAbort::from_esr(esr)),
-        ExceptionClass::InstrAbortLower => Exit::GuestFault {
+    match esr.ec_code() {
+        DATA_ABORT => data_abort(info, &DataAbort::from_esr(esr)),
+        INSTR_ABORT => Exit::GuestFault {
             ipa: fault_ipa(info),
             write: false,
             fsc: InstrAbort::from_esr(esr).ifsc,
         },
         // IMM16 is ISS[15:0].
-        ExceptionClass::Hvc64 => Exit::Hvc {
+        HVC64 => Exit::Hvc {
             imm: info.esr as u16,
         },
-        ExceptionClass::Smc64 => Exit::Smc {
+        SMC64 => Exit::Smc {
             imm: info.esr as u16,
         },
-        ExceptionClass::SysReg => {
+        SYSREG => {
             let access = SysReg::from_esr(esr);
             Exit::SysReg {
                 id: access.id,
@@ -324,11 +331,11 @@ fn decode_sync(info: &ExitInfo) -> Exit {
                 write: !access.read,
             }
         }
-        ExceptionClass::Wfx => Exit::Wfx {
+        WFX => Exit::Wfx {
             wfe: matches!(Wfx::from_esr(esr).ti, WfxInstr::Wfe | WfxInstr::Wfet),
             instr_len: instr_len(esr),
         },
-        _ => Exit::Undefined { ec: ec.code() },
+        ec => Exit::Undefined { ec },
     }
 }
 

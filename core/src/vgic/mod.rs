@@ -738,11 +738,16 @@ impl Vgic {
     /// state) only SGIs configured as group 0 are generated.
     pub fn send_sgi(&mut self, source: VcpuId, sgi: u32, targets: u64, group1_allowed: bool) {
         let id = IntId(sgi & 0xf);
-        for t in 0..self.cpus.len() {
-            if targets & (1 << t) == 0 {
-                continue;
-            }
-            let v2 = self.version == GicVersion::V2;
+        let v2 = self.version == GicVersion::V2;
+        let exist = u32::try_from(self.cpus.len())
+            .ok()
+            .and_then(|n| 1u64.checked_shl(n))
+            .map_or(u64::MAX, |b| b - 1);
+        // The targets' bits only (usually one).
+        let mut rest = targets & exist;
+        while rest != 0 {
+            let t = rest.trailing_zeros() as usize;
+            rest &= rest - 1;
             self.update(t, id, |i| {
                 if !group1_allowed && i.group1 {
                     return;

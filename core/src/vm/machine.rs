@@ -33,7 +33,7 @@ use alloc::collections::VecDeque;
 use crate::util::counters::{CountKey, CountTable};
 use alloc::string::String;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use core::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use crate::util::lock::{Mutex, VersionedMutex};
 
@@ -226,13 +226,98 @@ impl Default for ExitCounts {
     }
 }
 
-/// Per-vCPU counters besides the exits.
+/// A vCPU's trapped system registers by encoding, counted without a lock (a trapped SGI
+/// register write is an exit of its own): only the vCPU's own CPU adds, anybody reads. The
+/// first [`MAX_SYSREG_KEYS`] encodings seen keep their own count, found by open addressing from
+/// the encoding's hash like a [`CountTable`]; traps of encodings beyond those are counted in
+/// [`SysRegCounts::other`] (a guest that walks the IMPLEMENTATION DEFINED space, thousands of
+/// encodings, grows nothing). A slot's count is written before its key is published (Release),
+/// so a reader that sees the key sees its count.
+#[derive(Debug)]
+pub struct SysRegCounts {
+    /// The encoding plus one (0: a free slot).
+    keys: [AtomicU32; MAX_SYSREG_KEYS],
+    counts: [AtomicU64; MAX_SYSREG_KEYS],
+    other: AtomicU64,
+}
+
+impl SysRegCounts {
+    /// Nothing counted.
+    pub const fn new() -> Self {
+        SysRegCounts {
+            keys: [const { AtomicU32::new(0) }; MAX_SYSREG_KEYS],
+            counts: [const { AtomicU64::new(0) }; MAX_SYSREG_KEYS],
+            other: AtomicU64::new(0),
+        }
+    }
+
+    /// One more trap of `id` (the vCPU's own CPU only).
+    #[inline]
+    pub fn add(&self, id: SysRegId) {
+        self.add_n(id, 1);
+    }
+
+    /// `n` more traps of `id` (the vCPU's own CPU only).
+    pub fn add_n(&self, id: SysRegId, n: u64) {
+        let key = u32::from(id.raw()) + 1;
+        let start = id.slot_hash() % MAX_SYSREG_KEYS;
+        for k in 0..MAX_SYSREG_KEYS {
+            let i = (start + k) % MAX_SYSREG_KEYS;
+            let have = self.keys[i].load(Ordering::Relaxed);
+            if have == key {
+                let c = &self.counts[i];
+                c.store(c.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+                return;
+            }
+            if have == 0 {
+                self.counts[i].store(n, Ordering::Relaxed);
+                self.keys[i].store(key, Ordering::Release);
+                return;
+            }
+        }
+        let o = &self.other;
+        o.store(o.load(Ordering::Relaxed) + n, Ordering::Relaxed);
+    }
+
+    /// The traps of `id` (0 if none, or if it did not get a slot).
+    pub fn get(&self, id: SysRegId) -> u64 {
+        self.iter().find(|&(k, _)| k == id).map_or(0, |(_, c)| c)
+    }
+
+    /// The encodings kept and their counts, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (SysRegId, u64)> + '_ {
+        self.keys.iter().zip(&self.counts).filter_map(|(k, c)| {
+            let key = k.load(Ordering::Acquire);
+            let raw = u16::try_from(key.checked_sub(1)?).ok()?;
+            Some((SysRegId::from_raw(raw), c.load(Ordering::Relaxed)))
+        })
+    }
+
+    /// Encodings kept.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// True if no trap was counted under its encoding.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Traps of encodings that found the table full.
+    pub fn other(&self) -> u64 {
+        self.other.load(Ordering::Relaxed)
+    }
+}
+
+impl Default for SysRegCounts {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Per-vCPU counters besides the exits and the trapped registers.
 #[derive(Debug, Clone, Default)]
 pub struct VcpuStats {
-    /// Trapped system registers by encoding, for the first [`MAX_SYSREG_KEYS`] encodings seen;
-    /// traps of encodings beyond those are counted in its `other` (a guest that walks the
-    /// IMPLEMENTATION DEFINED space, thousands of encodings, does not grow anything).
-    pub sysregs: CountTable<SysRegId, MAX_SYSREG_KEYS>,
     /// Maintenance interrupts taken.
     pub maintenance: u64,
     /// Kicks (physical SGIs) received.
@@ -346,6 +431,8 @@ pub struct VcpuSlot {
     pub pcpu: usize,
     /// Exits by reason.
     pub exits: ExitCounts,
+    /// Trapped system registers by encoding.
+    pub sysregs: SysRegCounts,
     /// The other counters.
     pub stats: Mutex<VcpuStats>,
 }
@@ -553,6 +640,7 @@ impl Vm {
                 }),
                 pcpu: host.first_pcpu + n,
                 exits: ExitCounts::new(),
+                sysregs: SysRegCounts::new(),
                 stats: Mutex::new(VcpuStats::default()),
             })
             .collect();
@@ -667,7 +755,7 @@ impl Vm {
             // The declaration order is the counter order (ALL; a host test checks it).
             slot.exits.add(ExitReason::of(&exit));
             if let Exit::SysReg { id, .. } = exit {
-                slot.stats.lock().sysregs.add(id);
+                slot.sysregs.add(id);
             }
         }
         match exit {
@@ -948,13 +1036,14 @@ impl Vm {
             regs.skip_instruction(4);
             return Outcome::Resume;
         }
-        let value = match sysreg::classify(id, write) {
+        let action = sysreg::classify(id, write);
+        let value = match action {
             SysRegAction::ReadIdReg(id) => {
                 let hwv = hw.read_id_reg(id);
                 sysreg::sanitize_id(id, hwv, &self.features)
             }
             SysRegAction::Sgi1r | SysRegAction::Asgi1r | SysRegAction::Sgi0r => {
-                let group1 = matches!(sysreg::classify(id, write), SysRegAction::Sgi1r);
+                let group1 = matches!(action, SysRegAction::Sgi1r);
                 let v = regs.reg(rt);
                 let mut vgic = self.vgic.lock();
                 vgic.sgi_register_write(vcpu, v, group1);
