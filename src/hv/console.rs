@@ -75,6 +75,7 @@ pub fn output_pending() -> bool {
 
 /// Moves waiting output along without waiting: the VMs' rings into the transmit ring (unless
 /// another CPU is at it), the transmit ring into the UART's FIFO as far as it has room.
+#[inline(never)]
 pub fn pump() {
     if let Some(mut out) = OUT.try_lock()
         && let Some(o) = out.as_mut()

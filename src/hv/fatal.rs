@@ -113,6 +113,13 @@ pub fn test_point(vm: usize) {
     {
         return;
     }
+    break_on_purpose();
+}
+
+/// What `exitless.test_fatal` asks for, out of the exit path's line.
+#[cold]
+#[inline(never)]
+fn break_on_purpose() -> ! {
     log::warn!("exitless.test_fatal: breaking exitless on purpose");
     if TEST_EL2.load(Ordering::Relaxed) == 1 {
         // SAFETY: not safe, on purpose: a read of an address exitless never maps, to take the

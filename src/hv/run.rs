@@ -320,6 +320,7 @@ fn run_vcpu(cpu: usize, rt: &VmRuntime, v: usize, entry: u64, x0: u64) -> RunEnd
 
 /// A vCPU leaves its CPU: its timers stop, linked physical interrupts it left active are
 /// deactivated, the virtual interface is emptied, and the EL2 controls go back to the host's.
+#[inline(never)]
 fn put(g: &gic::Gic, v: usize, vm: &Vm) {
     if vm.direct_lpis
         && let Some(its) = crate::drivers::its::get()
@@ -360,6 +361,7 @@ fn load_vpe(vm: &Vm, v: usize) {
 /// Does vCPU `v`'s recorded physical work that `wanted` accepts, batch by batch (the vGIC
 /// lock is not held while the GIC is written). Bounded: each batch empties up to
 /// `PHYS_BATCH` interrupts' records, and there are at most `MAX_PHYS_INTID` of them.
+#[inline(never)]
 fn drain_phys(g: &gic::Gic, vm: &Vm, v: usize, wanted: impl Fn(&PhysOp) -> bool) {
     loop {
         let ops = vm.vgic.lock().take_phys(v);
@@ -381,6 +383,7 @@ fn apply_phys(g: &gic::Gic, vm: &Vm, op: PhysOp) {
     g.apply(op, route);
 }
 
+#[inline(never)]
 fn inject_undef(regs: &mut GuestRegs) {
     let r = arch::vcpu::exception_regs();
     let mut exc = El1Exception::default();
@@ -388,6 +391,7 @@ fn inject_undef(regs: &mut GuestRegs) {
     arch::vcpu::write_exception(exc.elr_el1, exc.spsr_el1, exc.esr_el1, exc.far_el1);
 }
 
+#[inline(never)]
 fn inject_abort(regs: &mut GuestRegs, info: &ExitInfo, kind: ExitKind, write: bool) {
     let r = arch::vcpu::exception_regs();
     let mut exc = El1Exception::default();
@@ -446,6 +450,7 @@ impl StopHw for StopOnHw<'_> {
 
 /// The vCPU that stopped or reset its VM: the core's stop policy, then, for a VM that is off,
 /// its counters and, once every VM is off, the machine's power-off.
+#[inline(never)]
 fn stop_vm(cpu: usize, rt: &VmRuntime, me: usize) {
     let boot = (rt.plan.entry, rt.plan.dtb.start);
     // What the guest wrote before it asked goes out before exitless says the VM stopped: its

@@ -453,6 +453,14 @@ pub fn is_reserved_id_register(id: SysRegId) -> bool {
 ///   registers of hidden features (PMU, SPE, TRBE, AMU, MPAM, RAS error records, SME, SVE),
 ///   and any encoding exitless does not know.
 pub fn classify(id: SysRegId, write: bool) -> SysRegAction {
+    // The SGI registers first: the one trap a running guest makes often (an ID register's
+    // encoding never equals theirs, CRn 0 against 12).
+    match (id, write) {
+        (SysRegId::ICC_SGI1R_EL1, true) => return SysRegAction::Sgi1r,
+        (SysRegId::ICC_ASGI1R_EL1, true) => return SysRegAction::Asgi1r,
+        (SysRegId::ICC_SGI0R_EL1, true) => return SysRegAction::Sgi0r,
+        _ => {}
+    }
     if is_id_register(id) {
         return if write {
             SysRegAction::Undefined
@@ -461,9 +469,6 @@ pub fn classify(id: SysRegId, write: bool) -> SysRegAction {
         };
     }
     match (id, write) {
-        (SysRegId::ICC_SGI1R_EL1, true) => SysRegAction::Sgi1r,
-        (SysRegId::ICC_ASGI1R_EL1, true) => SysRegAction::Asgi1r,
-        (SysRegId::ICC_SGI0R_EL1, true) => SysRegAction::Sgi0r,
         (
             OSDLR_EL1 | DBGPRCR_EL1 | OSECCR_EL1 | MDCCINT_EL1 | DBGCLAIMSET_EL1 | DBGCLAIMCLR_EL1
             | ACTLR_EL1 | LORSA_EL1 | LOREA_EL1 | LORN_EL1 | LORC_EL1,
