@@ -227,6 +227,10 @@ fn run_vcpu(cpu: usize, rt: &VmRuntime, v: usize, entry: u64, x0: u64) -> RunEnd
         "VM '{}' vCPU {v} starts at {entry:#x} (x0 = {x0:#x})",
         vm.name()
     );
+    // From here until the vCPU leaves this CPU, this CPU is on the exit path (its loop runs
+    // nothing but exits and entries): it allocates nothing, the heap counts what it does and
+    // exitless prints the count at power-off.
+    heap::exit_path(true);
     let end = loop {
         if vm.state() != VmState::Running {
             break RunEnd::VmStopping;
@@ -250,11 +254,7 @@ fn run_vcpu(cpu: usize, rt: &VmRuntime, v: usize, entry: u64, x0: u64) -> RunEnd
         }
         g.load_lrs(&shadow, lr_count, prev_used);
         prev_used = shadow.used;
-        heap::exit_path(false);
         let (kind, info) = arch::vcpu::run(&mut regs);
-        // From here to the next entry this CPU is on the exit path: it allocates nothing (the
-        // heap counts what it does, and exitless prints the count at power-off).
-        heap::exit_path(true);
         g.save_lrs(&mut shadow);
         // An exit after an entry that loaded nothing, with no timer interrupt waiting in the
         // model, needs no fold and takes no lock here (`VgicSkip`).

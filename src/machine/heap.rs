@@ -70,8 +70,9 @@ pub fn first_exit_path_callers() -> [usize; 6] {
     core::array::from_fn(|i| FIRST_CALLERS[i].load(Ordering::Relaxed))
 }
 
-/// Marks the calling CPU as on (or off) the exit path: from the guest's exit to its next entry
-/// (the run loop, at EL2).
+/// Marks the calling CPU as on (or off) the exit path: while it runs a vCPU's loop of exits and
+/// entries (set once when the loop starts, cleared when the vCPU leaves the CPU: what runs at
+/// EL2 in between is exit handling, the guest runs at EL1).
 #[inline]
 pub fn exit_path(on: bool) {
     if let Some(f) = IN_EXIT_PATH.get(crate::arch::cpu_index_el2()) {

@@ -462,6 +462,7 @@ impl Vgic {
     fn fold_one(&mut self, vcpu: VcpuId, entry: &LrEntry, state: LrState) {
         let id = IntId(entry.vintid);
         let v2_sgi = self.version == crate::platform::GicVersion::V2 && id.is_sgi();
+        let (grp0, grp1) = (self.enable_grp0, self.enable_grp1);
         let Some(irq) = self.irq_mut(vcpu, id) else {
             return;
         };
@@ -507,7 +508,14 @@ impl Vgic {
                 irq.active_on = None;
             }
         }
-        let target = self.requeue(vcpu, id);
+        // A private interrupt's target follows from the state just folded (`Vgic::target_of`;
+        // it is resident nowhere now).
+        let target = if id.is_private() {
+            let target = irq.is_candidate(grp0, grp1).then_some(vcpu);
+            self.requeue_to(id, None, target)
+        } else {
+            self.requeue(vcpu, id)
+        };
         // Completed (or moved elsewhere): its queue bit here goes now rather than at the next
         // flush's scan, so that the next flush can take the short path.
         if !id.is_lpi() && target != Some(vcpu) {

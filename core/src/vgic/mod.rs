@@ -409,6 +409,19 @@ impl Vgic {
         let irq = self.irq(vcpu, id)?;
         let resident = irq.resident;
         let target = self.target_of(vcpu, id, irq);
+        self.requeue_to(id, resident, target)
+    }
+
+    /// [`Vgic::requeue`] once the interrupt's `resident` vCPU and its `target` are known (the
+    /// caller looked them up with the state it changed: a private interrupt's target follows
+    /// from its own state, [`Vgic::target_of`]).
+    #[inline]
+    fn requeue_to(
+        &mut self,
+        id: IntId,
+        resident: Option<VcpuId>,
+        target: Option<VcpuId>,
+    ) -> Option<VcpuId> {
         if let Some(r) = resident
             && self.cpus.get(r).is_some_and(|c| c.running)
         {
@@ -430,11 +443,19 @@ impl Vgic {
     /// Applies `f` to interrupt `id` (banked for `vcpu`) and requeues it. Returns false if the
     /// interrupt does not exist.
     pub fn update(&mut self, vcpu: VcpuId, id: IntId, f: impl FnOnce(&mut IrqState)) -> bool {
+        let (grp0, grp1) = (self.enable_grp0, self.enable_grp1);
         let Some(irq) = self.irq_mut(vcpu, id) else {
             return false;
         };
         f(irq);
-        self.requeue(vcpu, id);
+        if id.is_private() {
+            // Its target follows from the state just changed (`Vgic::target_of`).
+            let resident = irq.resident;
+            let target = irq.is_candidate(grp0, grp1).then_some(vcpu);
+            self.requeue_to(id, resident, target);
+        } else {
+            self.requeue(vcpu, id);
+        }
         true
     }
 
